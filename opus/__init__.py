@@ -1,0 +1,1 @@
+"""Opus: a diamond-inventory pipeline."""

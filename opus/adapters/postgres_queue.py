@@ -1,0 +1,336 @@
+"""The single-machine WorkQueue: a durable queue in PostgreSQL with the Service Bus semantics Opus relies on.
+
+- Peek-lock: `receive` hides a message for `visibility_timeout_s` and hands out a fresh lock token;
+  `complete`, `abandon`, `dead_letter` and `renew_lock` must present that token. A token that no longer
+  matches (the lock expired and another consumer received the message) raises LockLostError and changes
+  nothing. A holder whose lock expired but whom nobody replaced may still settle: nothing is lost by it.
+- Delivery count rises on every receive; a message already delivered `max_deliveries` times is dead-lettered
+  ("MaxDeliveryCountExceeded") instead of being handed out again, as is one abandoned on its last delivery.
+- Duplicate detection: a message id is unique per queue; a second send of it is dropped, even after the first
+  was completed, until the first has been finished for longer than `dedup_window_s` (then the id is reused).
+  Counting the window from the end of the first message, not its enqueue, errs on the side of dropping.
+- Scheduled messages: `delay_s` keeps a message invisible until then.
+- Several consumers: `FOR UPDATE SKIP LOCKED` lets receivers take different rows without waiting on each
+  other.
+- Wake-up: every send issues `pg_notify` on the queue's channel inside the sending transaction, so listeners
+  hear of it exactly when the message becomes readable. A waiting `receive` LISTENs on a connection of its own
+  (kept in a small idle list outside the pool) and sleeps until a notification, the next scheduled message or
+  expiring lock, or its deadline, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from opus.db.pool import Connection, Database
+from opus.db.queries import Queries
+from opus.errors import TransientError
+from opus.ports import JSON, OutgoingMessage
+
+logger = logging.getLogger(__name__)
+
+Q = Queries("queue")
+
+STATES = ("ready", "completed", "dead")
+MAX_DELIVERY_REASON = "MaxDeliveryCountExceeded"
+_CHANNEL_PREFIX = "opus_queue."
+_MAX_IDENTIFIER = 63  # PostgreSQL truncates longer identifiers; LISTEN and pg_notify would then disagree
+# When the next due message is already visible but a concurrent receiver holds its row, wait a little rather
+# than spin on it.
+_MIN_WAIT_S = 0.05
+
+
+class LockLostError(TransientError):
+    """The message's lock expired and it was received again, completed, or dead-lettered by someone else."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    id: int
+    queue: str
+    message_id: str
+    body: JSON
+    delivery_count: int
+    lock_token: uuid.UUID
+    enqueued_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    message_id: str
+    body: JSON
+    delivery_count: int
+    reason: str | None
+    enqueued_at: datetime
+    finished_at: datetime | None
+
+
+def channel_for(queue: str) -> str:
+    """The LISTEN/NOTIFY channel of a queue: readable when it fits in an identifier, else a digest."""
+    channel = _CHANNEL_PREFIX + queue
+    if len(channel.encode()) <= _MAX_IDENTIFIER:
+        return channel
+    return _CHANNEL_PREFIX + hashlib.sha256(queue.encode()).hexdigest()[:40]
+
+
+class PostgresQueue:
+    """Implements `opus.ports.WorkQueue` and the consumer side; safe to share between threads."""
+
+    def __init__(self, db: Database, *, max_deliveries: int = 10, dedup_window_s: float = 3600) -> None:
+        if max_deliveries < 1:
+            raise ValueError(f"max_deliveries must be at least 1, not {max_deliveries}")
+        if dedup_window_s < 0:
+            raise ValueError(f"dedup_window_s must not be negative, not {dedup_window_s}")
+        self._db = db
+        self.max_deliveries = max_deliveries
+        self.dedup_window_s = float(dedup_window_s)
+        self._idle_listeners: list[Connection] = []
+        self._listeners_lock = threading.Lock()
+        self._closed = False
+
+    # -- producer side ---------------------------------------------------------------------------------------
+
+    def send(self, queue: str, body: JSON, *, message_id: str | None = None, delay_s: float = 0.0) -> None:
+        with self._db.transaction() as conn:
+            self.send_in(conn, queue, body, message_id=message_id, delay_s=delay_s)
+
+    def send_batch(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
+        with self._db.transaction() as conn:
+            self.send_batch_in(conn, queue, messages)
+
+    def send_in(
+        self, conn: Connection, queue: str, body: JSON, *, message_id: str | None = None, delay_s: float = 0.0
+    ) -> int:
+        """Enqueue within the caller's open transaction; returns 1, or 0 if dropped as a duplicate."""
+        return self.send_batch_in(conn, queue, [OutgoingMessage(body, message_id, delay_s)])
+
+    def send_batch_in(self, conn: Connection, queue: str, messages: Sequence[OutgoingMessage]) -> int:
+        """Enqueue many within the caller's open transaction; returns how many were not duplicates.
+
+        Nothing is visible to consumers, and no one is woken, until the caller commits.
+        """
+        if not messages:
+            return 0
+        ids: list[str] = []
+        bodies: list[Jsonb] = []
+        delays: list[float] = []
+        seen: set[str] = set()
+        for m in messages:
+            if not isinstance(m.body, dict):
+                raise TypeError(f"a message body must be a JSON object, not {type(m.body).__name__}")
+            message_id = m.message_id or str(uuid.uuid4())
+            # One INSERT cannot touch the same row twice, and a repeat inside a batch is a duplicate anyway.
+            if message_id in seen:
+                continue
+            seen.add(message_id)
+            ids.append(message_id)
+            bodies.append(Jsonb(m.body))
+            delays.append(max(0.0, float(m.delay_s)))
+        params = {
+            "queue": queue, "message_ids": ids, "bodies": bodies, "delays": delays,
+            "dedup_window_s": self.dedup_window_s,
+        }
+        accepted = len(conn.execute(Q.enqueue, params).fetchall())
+        if accepted:
+            conn.execute(Q.notify, {"channel": channel_for(queue)})
+        if accepted < len(messages):
+            logger.debug(
+                "duplicate messages dropped", extra={"queue": queue, "dropped": len(messages) - accepted}
+            )
+        return accepted
+
+    # -- consumer side ---------------------------------------------------------------------------------------
+
+    def receive(
+        self, queue: str, *, max_messages: int = 1, visibility_timeout_s: float = 300, wait_s: float = 0.0
+    ) -> list[ReceivedMessage]:
+        """Lock and return up to `max_messages` visible messages, waiting up to `wait_s` for one to appear."""
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be at least 1, not {max_messages}")
+        if visibility_timeout_s < 0:
+            raise ValueError(f"visibility_timeout_s must not be negative, not {visibility_timeout_s}")
+        found = self._receive_now(queue, max_messages, visibility_timeout_s)
+        if found or wait_s <= 0:
+            return found
+        deadline = time.monotonic() + wait_s
+        channel = channel_for(queue)
+        with self._listener(channel) as listener:
+            while True:
+                # Listening already: a message committed from here on is either seen now or notified later.
+                found = self._receive_now(queue, max_messages, visibility_timeout_s)
+                if found:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                row = listener.execute(Q.next_visible_in, {"queue": queue}).fetchone()
+                due = row["seconds"] if row else None
+                pause = left if due is None else min(left, max(due, _MIN_WAIT_S))
+                _wait_for_notification(listener, channel, pause)
+
+    def complete(self, msg: ReceivedMessage) -> None:
+        with self._db.transaction() as conn:
+            row = conn.execute(Q.complete, {"id": msg.id, "lock_token": msg.lock_token}).fetchone()
+        if row is None:
+            raise LockLostError(f"cannot complete message {msg.message_id!r} on {msg.queue!r}: lock lost")
+
+    def abandon(self, msg: ReceivedMessage, *, delay_s: float = 0.0) -> None:
+        """Release the lock so that the message is received again, after `delay_s`."""
+        params = {
+            "id": msg.id, "lock_token": msg.lock_token, "delay_s": max(0.0, float(delay_s)),
+            "max_deliveries": self.max_deliveries,
+        }
+        with self._db.transaction() as conn:
+            row = conn.execute(Q.abandon, params).fetchone()
+            if row is not None and row["state"] == "ready":
+                conn.execute(Q.notify, {"channel": channel_for(msg.queue)})
+        if row is None:
+            raise LockLostError(f"cannot abandon message {msg.message_id!r} on {msg.queue!r}: lock lost")
+        if row["state"] == "dead":
+            logger.warning(
+                "message dead-lettered",
+                extra={"queue": msg.queue, "message_id": msg.message_id, "reason": MAX_DELIVERY_REASON,
+                       "delivery_count": msg.delivery_count},
+            )
+
+    def dead_letter(self, msg: ReceivedMessage, reason: str) -> None:
+        params = {"id": msg.id, "lock_token": msg.lock_token, "reason": reason}
+        with self._db.transaction() as conn:
+            row = conn.execute(Q.dead_letter, params).fetchone()
+        if row is None:
+            raise LockLostError(f"cannot dead-letter message {msg.message_id!r} on {msg.queue!r}: lock lost")
+        logger.warning(
+            "message dead-lettered",
+            extra={"queue": msg.queue, "message_id": msg.message_id, "reason": reason,
+                   "delivery_count": msg.delivery_count},
+        )
+
+    def renew_lock(self, msg: ReceivedMessage, visibility_timeout_s: float) -> datetime:
+        """Extend the lock to `visibility_timeout_s` from now; returns the new expiry."""
+        params = {"id": msg.id, "lock_token": msg.lock_token, "visibility_timeout_s": visibility_timeout_s}
+        with self._db.transaction() as conn:
+            row = conn.execute(Q.renew_lock, params).fetchone()
+        if row is None:
+            raise LockLostError(f"cannot renew the lock of {msg.message_id!r} on {msg.queue!r}: lock lost")
+        expiry: datetime = row["visible_at"]
+        return expiry
+
+    # -- operators -------------------------------------------------------------------------------------------
+
+    def prune(self, older_than_s: float | None = None) -> int:
+        """Delete completed and dead messages finished longer ago than this (default: the dedup window)."""
+        age = self.dedup_window_s if older_than_s is None else older_than_s
+        with self._db.transaction() as conn:
+            deleted = conn.execute(Q.prune, {"older_than_s": float(age)}).rowcount
+        logger.info("queue pruned", extra={"deleted": deleted, "older_than_s": age})
+        return deleted
+
+    def counts(self, queue: str) -> dict[str, int]:
+        """Messages per state; 'ready' includes scheduled and locked (in-flight) ones."""
+        with self._db.connection() as conn:
+            rows = conn.execute(Q.counts, {"queue": queue}).fetchall()
+        found = {r["state"]: r["n"] for r in rows}
+        return {state: found.get(state, 0) for state in STATES}
+
+    def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        with self._db.connection() as conn:
+            rows = conn.execute(Q.dead_letters, {"queue": queue, "limit": limit}).fetchall()
+        return [
+            DeadLetter(r["id"], r["message_id"], r["body"], r["delivery_count"], r["dead_reason"],
+                       r["enqueued_at"], r["finished_at"])
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        """Close the idle listener connections; the pool belongs to the caller."""
+        with self._listeners_lock:
+            self._closed = True
+            idle, self._idle_listeners = self._idle_listeners, []
+        for conn in idle:
+            conn.close()
+
+    def __enter__(self) -> PostgresQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _receive_now(
+        self, queue: str, max_messages: int, visibility_timeout_s: float
+    ) -> list[ReceivedMessage]:
+        received: list[ReceivedMessage] = []
+        params: dict[str, Any] = {
+            "queue": queue, "visibility_timeout_s": float(visibility_timeout_s),
+            "max_deliveries": self.max_deliveries,
+        }
+        # Rows dead-lettered on the way take places in the batch; ask again for those (rarely more than once).
+        while len(received) < max_messages:
+            params["max_messages"] = max_messages - len(received)
+            with self._db.transaction() as conn:
+                rows = conn.execute(Q.receive, params).fetchall()
+            for r in rows:
+                if r["state"] == "dead":
+                    logger.warning(
+                        "message dead-lettered",
+                        extra={"queue": queue, "message_id": r["message_id"], "reason": MAX_DELIVERY_REASON,
+                               "delivery_count": r["delivery_count"]},
+                    )
+                else:
+                    received.append(ReceivedMessage(
+                        r["id"], r["queue"], r["message_id"], r["body"], r["delivery_count"],
+                        r["lock_token"], r["enqueued_at"],
+                    ))
+            if all(r["state"] != "dead" for r in rows):
+                break
+        return received
+
+    @contextmanager
+    def _listener(self, channel: str) -> Iterator[Connection]:
+        """A connection LISTENing on `channel`, outside the pool: it may sit in a wait for seconds."""
+        with self._listeners_lock:
+            conn = self._idle_listeners.pop() if self._idle_listeners else None
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self._db.url, autocommit=True, row_factory=dict_row)
+        healthy = False
+        try:
+            conn.execute(sql.SQL(Q.listen).format(channel=sql.Identifier(channel)))
+            # Drop notifications left from an earlier use; the caller receives once more before waiting.
+            for _ in conn.notifies(timeout=0):
+                pass
+            yield conn
+            # An idle listener would keep collecting notifications nobody reads: stop listening first.
+            conn.execute(Q.unlisten_all)
+            healthy = True
+        finally:
+            with self._listeners_lock:
+                keep = healthy and not self._closed
+                if keep:
+                    self._idle_listeners.append(conn)
+            if not keep:
+                conn.close()
+
+
+def _wait_for_notification(conn: Connection, channel: str, timeout_s: float) -> None:
+    """Block until a notification on `channel` arrives or `timeout_s` passes; other channels are ignored."""
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        for note in conn.notifies(timeout=left, stop_after=1):
+            if note.channel == channel:
+                return

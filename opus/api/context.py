@@ -1,0 +1,64 @@
+"""What every request handler may use, created once per app by `create_app` (no module globals)."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import cast
+
+from fastapi import Request
+
+from opus.api.errors import ApiError
+from opus.config import Settings
+from opus.db.pool import Database
+from opus.db.queries import Queries
+from opus.ports import Feed, PipelineControl
+
+Q = Queries("api_auth")
+CURSOR_KEY_NAME = "search_cursor"
+
+
+@dataclass
+class ApiContext:
+    db: Database
+    settings: Settings
+    feed: Feed | None
+    control: PipelineControl | None
+    clock: Callable[[], datetime]
+    _cursor_key: bytes | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def require_feed(self) -> Feed:
+        if self.feed is None:
+            raise ApiError(503, "no inventory feed is configured for this API", code="feed_unavailable")
+        return self.feed
+
+    def require_control(self) -> PipelineControl:
+        if self.control is None:
+            raise ApiError(503, "pipeline control is not available in this deployment", code="control_unavailable")
+        return self.control
+
+    def cursor_key(self) -> bytes:
+        """The key that signs search cursors, shared through the database by every instance."""
+        if self._cursor_key is None:
+            with self._lock:
+                if self._cursor_key is None:
+                    self._cursor_key = self._load_cursor_key()
+        return self._cursor_key
+
+    def _load_cursor_key(self) -> bytes:
+        with self.db.transaction() as conn:
+            conn.execute(Q.ensure_secret, {"name": CURSOR_KEY_NAME, "value": secrets.token_hex(32)})
+            row = conn.execute(Q.get_secret, {"name": CURSOR_KEY_NAME}).fetchone()
+        assert row is not None
+        return bytes.fromhex(str(row["value"]))
+
+
+def get_context(request: Request) -> ApiContext:
+    return cast(ApiContext, request.app.state.opus)

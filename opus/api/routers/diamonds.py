@@ -1,0 +1,99 @@
+"""Stones: search and read (read scope), hold, release, purchase and availability (trade scope)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Path, Query
+from fastapi.responses import JSONResponse
+
+from opus.api.context import ApiContext, get_context
+from opus.api.schemas.common import MAX_BIGINT, error_responses
+from opus.api.schemas.diamonds import DiamondOut, SearchPage, SearchQuery
+from opus.api.schemas.trading import AvailabilityIn, HoldOut, PurchaseIn, PurchaseOut
+from opus.api.security import READ, TRADE, Principal
+from opus.api.services import diamonds, holds, purchases
+from opus.api.services.search import search
+from opus.domain.auth import Scope
+
+router = APIRouter(prefix="/diamonds", tags=["diamonds"])
+Ctx = Annotated[ApiContext, Depends(get_context)]
+DiamondId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="Opus's id of the stone.")]
+
+
+@router.get(
+    "", response_model=SearchPage, dependencies=[Depends(READ)], responses=error_responses(400),
+    summary="Search stones",
+    description="Filter, sort and page through stones. Pages are keyset-paginated: pass the `next` cursor of a "
+    "page to get the following one, keeping the other parameters. `total_estimate` is the planner's estimate; "
+    "ask `count=exact` for an exact `total`.",
+)
+def search_diamonds(ctx: Ctx, query: Annotated[SearchQuery, Query()]) -> SearchPage:
+    result = search(ctx, query)
+    return SearchPage(
+        items=[DiamondOut.model_validate(r) for r in result.items], next=result.next, limit=query.limit,
+        sort=query.sort, order=query.order, total_estimate=result.total_estimate, total=result.total,
+    )
+
+
+@router.get(
+    "/{diamond_id}", response_model=DiamondOut, dependencies=[Depends(READ)], responses=error_responses(404),
+    summary="Get one stone", description="One stone by Opus's id, whatever its status.",
+)
+def get_diamond(ctx: Ctx, diamond_id: DiamondId) -> Any:
+    return diamonds.get_diamond(ctx, diamond_id)
+
+
+@router.post(
+    "/{diamond_id}/hold", response_model=HoldOut, status_code=201,
+    responses=error_responses(404, 409, 502, 503), summary="Hold a stone",
+    description="Ask the feed to hold the stone for this credential. At most one live hold per stone: a "
+    "concurrent or existing hold gives 409, and so does a hold the feed denies (with its reason).",
+)
+def place_hold(ctx: Ctx, diamond_id: DiamondId, principal: Annotated[Principal, Depends(TRADE)]) -> Any:
+    return holds.place_hold(ctx, diamond_id, principal.id)
+
+
+@router.delete(
+    "/{diamond_id}/hold", response_model=HoldOut, responses=error_responses(404, 409, 502, 503),
+    summary="Release a hold",
+    description="Cancel the stone's active hold at the feed. Only the credential that placed it, or an admin.",
+)
+def release_hold(ctx: Ctx, diamond_id: DiamondId, principal: Annotated[Principal, Depends(TRADE)]) -> Any:
+    return holds.release_hold(ctx, diamond_id, principal.id, is_admin=principal.scope.allows(Scope.ADMIN))
+
+
+@router.post(
+    "/{diamond_id}/purchase", status_code=201,
+    responses={201: {"model": PurchaseOut, "description": "The order was placed."},
+               **error_responses(400, 404, 409, 502, 503)},
+    summary="Buy a stone",
+    description="Order the stone through the feed. The `Idempotency-Key` header is required: a repeat with the "
+    "same key (from the same credential) returns the first answer, status and body, and places no second order; "
+    "the same key for another stone is refused (422). Sold stones and stones held by another client give 409.",
+)
+def purchase(
+    ctx: Ctx, diamond_id: DiamondId, principal: Annotated[Principal, Depends(TRADE)],
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", description="A unique key per intended purchase, at most 200 characters."
+    )] = None,
+    details: Annotated[PurchaseIn | None, Body()] = None,
+) -> JSONResponse:
+    key = purchases.check_key(idempotency_key)
+    answer = purchases.purchase(
+        ctx, diamond_id, key, principal.id,
+        reference=details.reference if details else None, comment=details.comment if details else None,
+    )
+    return JSONResponse(answer.body, status_code=answer.status)
+
+
+@router.post(
+    "/{diamond_id}/availability", response_model=DiamondOut, responses=error_responses(404),
+    summary="Set availability",
+    description="Set the stone's availability by hand; the change and its reason go to the availability history.",
+)
+def set_availability(
+    ctx: Ctx, diamond_id: DiamondId, change: AvailabilityIn, principal: Annotated[Principal, Depends(TRADE)]
+) -> Any:
+    return diamonds.set_availability(ctx, diamond_id, change.availability, change.reason, principal.id)
+

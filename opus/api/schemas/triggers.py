@@ -1,0 +1,40 @@
+"""Pipeline triggers: start a run, consolidate, retry failed partitions, delete a failed run."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["full", "incremental"] = Field(description="A full run re-reads everything; incremental reads "
+                                                 "what changed since the watermark.")
+
+
+class RunRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: UUID = Field(description="The run.")
+
+
+class ConsolidateRequest(RunRef):
+    force: bool = Field(default=False, description="Consolidate even if some partitions did not succeed.")
+
+
+class RunStarted(BaseModel):
+    """The run was planned and its work queued."""
+
+    run_id: str = Field(description="The new run's id.")
+    type: Literal["full", "incremental"] = Field(description="Its type.")
+
+
+class TriggerAccepted(BaseModel):
+    """The request was queued."""
+
+    run_id: UUID = Field(description="The run concerned.")
+    action: Literal["consolidate", "retry-partitions", "delete-run"] = Field(description="What was done.")
+    partitions: int | None = Field(default=None, description="Partitions re-queued (retry-partitions only).")

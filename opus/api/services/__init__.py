@@ -1,0 +1,1 @@
+"""What the routers call: one function per use case, taking an ApiContext and plain values."""

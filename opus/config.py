@@ -1,0 +1,153 @@
+"""The one Settings object: nothing else in Opus reads the environment.
+
+Every setting has a default that works on one machine with no cloud. A bad value fails at start with a
+message that names the environment variable (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from opus.errors import ConfigError
+
+DEFAULT_SANDBOX_ENDPOINT = "http://127.0.0.1:4000/api/diamonds"
+
+
+class Settings(BaseSettings):
+    """Opus configuration, read from environment variables (case-insensitive) and an optional `.env`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # --- database -------------------------------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL. Unset (and no DATABASE_HOST): Opus starts an embedded PostgreSQL.",
+    )
+    database_host: str | None = Field(default=None, description="Alternative to DATABASE_URL, with the next four.")
+    database_port: int = Field(default=5432, ge=1, le=65535)
+    database_name: str = "opus"
+    database_username: str = "postgres"
+    database_password: SecretStr | None = None
+    pg_pool_max: int = Field(default=4, ge=1, le=100, description="Connections per process.")
+    pg_idle_timeout_ms: int = Field(default=60_000, ge=1_000)
+    pg_conn_timeout_ms: int = Field(default=10_000, ge=100)
+    state_dir: Path = Field(default=Path(".state"), description="Embedded database data and other local state.")
+
+    # --- Nivoda ---------------------------------------------------------------------------------------
+    nivoda_endpoint: str = DEFAULT_SANDBOX_ENDPOINT
+    nivoda_username: str = "sandbox"
+    nivoda_password: SecretStr = SecretStr("sandbox")
+    nivoda_timeout_s: float = Field(default=60.0, gt=0, description="Per request; real requests take up to 45 s.")
+    nivoda_rate_limit_per_s: float = Field(default=25.0, gt=0, description="Per process, across all workers.")
+
+    # --- pipeline -------------------------------------------------------------------------------------
+    worker_page_size: int = Field(default=50, ge=1, le=50, description="Nivoda refuses limit > 50.")
+    max_workers: int = Field(default=10, ge=1, le=200, description="Upper bound on partitions per run.")
+    min_records_per_worker: int = Field(default=1_000, ge=1)
+    incremental_buffer_minutes: int = Field(default=15, ge=0)
+    partition_page_cap: int = Field(
+        default=5_000, ge=1, description="Pages one partition may fetch before it is stopped as runaway."
+    )
+    run_deadline_minutes: int = Field(default=360, ge=1)
+    claim_ttl_seconds: int = Field(default=300, ge=5, description="Consolidator claims expire after this.")
+    consolidator_batch_size: int = Field(default=2_000, ge=1, le=50_000)
+    consolidator_concurrency: int = Field(default=2, ge=1, le=32)
+    max_delete_fraction: float = Field(
+        default=0.5, ge=0, le=1, description="A full run refuses to soft-delete more than this share of stones."
+    )
+    max_delete_floor: int = Field(default=100, ge=0, description="...unless it is at most this many stones.")
+    queue_visibility_timeout_s: int = Field(default=300, ge=1)
+    queue_max_deliveries: int = Field(default=10, ge=1)
+
+    # --- service --------------------------------------------------------------------------------------
+    schedule: str = Field(default="0 2 * * *", description="Nightly run, cron syntax, UTC.")
+    hmac_secrets: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description='JSON object {"client_id": "secret"}.'
+    )
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+
+    # --- alerts and telemetry -------------------------------------------------------------------------
+    resend_api_key: SecretStr | None = None
+    alert_email_to: str | None = None
+    alert_email_from: str | None = None
+    applicationinsights_connection_string: str | None = None
+
+    @field_validator("hmac_secrets", mode="before")
+    @classmethod
+    def _parse_hmac_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"must be a JSON object of client id to secret: {exc.msg}") from exc
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+        ):
+            raise ValueError('must be a JSON object {"client_id": "secret"} with non-empty string secrets')
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// or postgres://")
+        return value or None
+
+    @model_validator(mode="after")
+    def _check_alerts(self) -> Settings:
+        if self.resend_api_key is not None and not (self.alert_email_to and self.alert_email_from):
+            raise ValueError("RESEND_API_KEY needs ALERT_EMAIL_TO and ALERT_EMAIL_FROM")
+        return self
+
+    @property
+    def configured_database_url(self) -> str | None:
+        """The URL of a configured server, or None when the embedded database should be used."""
+        if self.database_url:
+            return self.database_url
+        if self.database_host:
+            from psycopg.conninfo import make_conninfo
+
+            password = self.database_password.get_secret_value() if self.database_password else None
+            return make_conninfo(
+                host=self.database_host,
+                port=self.database_port,
+                dbname=self.database_name,
+                user=self.database_username,
+                password=password,
+            )
+        return None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning a validation error into one ConfigError naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "_".join(str(part) for part in err["loc"]).upper() or "SETTINGS"
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide Settings, loaded once."""
+    return load_settings()

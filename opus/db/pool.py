@@ -1,0 +1,58 @@
+"""One connection pool per process, created once and reused (psycopg 3 + psycopg_pool)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+logger = logging.getLogger(__name__)
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+
+class Database:
+    """A pool of autocommit-off connections returning rows as dicts.
+
+    `transaction()` is the unit of work: it commits when the block ends and rolls back on an exception.
+    """
+
+    def __init__(
+        self, url: str, *, max_size: int = 4, timeout_s: float = 10.0, idle_timeout_s: float = 60.0
+    ) -> None:
+        self.url = url
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(max_size, 1),
+            timeout=timeout_s,
+            max_idle=idle_timeout_s,
+            kwargs={"row_factory": dict_row, "connect_timeout": max(int(timeout_s), 1)},
+            open=False,
+            name="opus",
+        )
+        self._pool.open(wait=True, timeout=timeout_s)
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

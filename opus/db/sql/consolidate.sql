@@ -1,0 +1,49 @@
+-- The consolidator's bulk upsert: COPY into a staging table, then one INSERT ... ON CONFLICT per batch.
+
+-- name: create_staging
+CREATE TEMP TABLE diamonds_staging ON COMMIT DROP AS
+SELECT feed, supplier_stone_id, offer_id, shape, carats, color, clarity, cut, polish, symmetry, fluorescence,
+       fancy_color, fancy_intensity, fancy_overtone, lab, certificate_number, lab_grown, length_mm, width_mm,
+       depth_mm, depth_pct, table_pct, eye_clean, availability, hold_id, image_url, video_url, certificate_url,
+       supplier_id, supplier_name, feed_price, price, markup_ratio, pricing_rule_id, rating, content_hash, run_id
+FROM diamonds WITH NO DATA
+
+-- name: copy_staging
+COPY diamonds_staging (feed, supplier_stone_id, offer_id, shape, carats, color, clarity, cut, polish, symmetry,
+    fluorescence, fancy_color, fancy_intensity, fancy_overtone, lab, certificate_number, lab_grown, length_mm,
+    width_mm, depth_mm, depth_pct, table_pct, eye_clean, availability, hold_id, image_url, video_url,
+    certificate_url, supplier_id, supplier_name, feed_price, price, markup_ratio, pricing_rule_id, rating,
+    content_hash, run_id) FROM STDIN
+
+-- name: upsert_from_staging
+-- A row whose content did not change (same hash, still active) is not rewritten.
+INSERT INTO diamonds AS d (feed, supplier_stone_id, offer_id, shape, carats, color, clarity, cut, polish,
+    symmetry, fluorescence, fancy_color, fancy_intensity, fancy_overtone, lab, certificate_number, lab_grown,
+    length_mm, width_mm, depth_mm, depth_pct, table_pct, eye_clean, availability, hold_id, image_url, video_url,
+    certificate_url, supplier_id, supplier_name, feed_price, price, markup_ratio, pricing_rule_id, rating,
+    content_hash, run_id)
+SELECT feed, supplier_stone_id, offer_id, shape, carats, color, clarity, cut, polish, symmetry, fluorescence,
+       fancy_color, fancy_intensity, fancy_overtone, lab, certificate_number, lab_grown, length_mm, width_mm,
+       depth_mm, depth_pct, table_pct, eye_clean, availability, hold_id, image_url, video_url, certificate_url,
+       supplier_id, supplier_name, feed_price, price, markup_ratio, pricing_rule_id, rating, content_hash, run_id
+FROM diamonds_staging
+ON CONFLICT (feed, supplier_stone_id) DO UPDATE SET
+    offer_id = EXCLUDED.offer_id, shape = EXCLUDED.shape, carats = EXCLUDED.carats, color = EXCLUDED.color,
+    clarity = EXCLUDED.clarity, cut = EXCLUDED.cut, polish = EXCLUDED.polish, symmetry = EXCLUDED.symmetry,
+    fluorescence = EXCLUDED.fluorescence, fancy_color = EXCLUDED.fancy_color,
+    fancy_intensity = EXCLUDED.fancy_intensity, fancy_overtone = EXCLUDED.fancy_overtone, lab = EXCLUDED.lab,
+    certificate_number = EXCLUDED.certificate_number, lab_grown = EXCLUDED.lab_grown,
+    length_mm = EXCLUDED.length_mm, width_mm = EXCLUDED.width_mm, depth_mm = EXCLUDED.depth_mm,
+    depth_pct = EXCLUDED.depth_pct, table_pct = EXCLUDED.table_pct, eye_clean = EXCLUDED.eye_clean,
+    availability = EXCLUDED.availability, hold_id = EXCLUDED.hold_id, image_url = EXCLUDED.image_url,
+    video_url = EXCLUDED.video_url, certificate_url = EXCLUDED.certificate_url,
+    supplier_id = EXCLUDED.supplier_id, supplier_name = EXCLUDED.supplier_name,
+    feed_price = EXCLUDED.feed_price, price = EXCLUDED.price, markup_ratio = EXCLUDED.markup_ratio,
+    pricing_rule_id = EXCLUDED.pricing_rule_id, rating = EXCLUDED.rating, content_hash = EXCLUDED.content_hash,
+    run_id = EXCLUDED.run_id, status = 'active', deleted_at = NULL, updated_at = now()
+WHERE d.content_hash IS DISTINCT FROM EXCLUDED.content_hash OR d.status <> 'active'
+
+-- name: active_rules
+SELECT id, name, priority, feed, shapes, carat_min, carat_max, lab_grown, feed_price_min, feed_price_max,
+       markup_ratio, rating, active
+FROM pricing_rules WHERE active ORDER BY priority, id

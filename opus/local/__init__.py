@@ -1,0 +1,1 @@
+"""The single-machine runtime: embedded PostgreSQL, worker threads, the in-process schedule."""

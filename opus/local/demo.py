@@ -1,0 +1,66 @@
+"""`make demo`: the sandbox, a full run, and a summary, on one machine with nothing configured.
+
+Starts the Nivoda sandbox as a child process, uses DATABASE_URL if set (else the embedded PostgreSQL), runs a
+full pipeline run against the sandbox and prints its summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+
+from opus.config import load_settings
+from opus.domain.models import RunType
+from opus.local.progress import progress_reporter
+from opus.local.run_once import run_once
+from opus.local.runtime import LocalRuntime
+
+SANDBOX_PORT = int(os.environ.get("DEMO_SANDBOX_PORT", "4000"))
+SANDBOX_DIAMONDS = int(os.environ.get("DEMO_DIAMONDS", "20000"))
+ENDPOINT = f"http://127.0.0.1:{SANDBOX_PORT}/api/diamonds"
+AUTH_QUERY = (
+    'query { authenticate { username_and_password(username: "sandbox", password: "sandbox") { token } } }'
+)
+
+
+def wait_for_sandbox(proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the sandbox exited with status {proc.returncode}; is port {SANDBOX_PORT} free?")
+        try:
+            if httpx.post(ENDPOINT, json={"query": AUTH_QUERY}, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"the sandbox did not answer at {ENDPOINT} within {timeout_s:.0f} s")
+
+
+def main() -> int:
+    settings = load_settings(nivoda_endpoint=ENDPOINT, nivoda_username="sandbox", nivoda_password="sandbox")
+    print(f"starting the Nivoda sandbox with {SANDBOX_DIAMONDS} diamonds at {ENDPOINT}", flush=True)
+    sandbox = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
+        [sys.executable, "-m", "opus", "sandbox", "--port", str(SANDBOX_PORT),
+         "--diamonds", str(SANDBOX_DIAMONDS), "--seed", "7"],
+    )
+    try:
+        wait_for_sandbox(sandbox)
+        where = "DATABASE_URL" if settings.configured_database_url else f"embedded PostgreSQL in {settings.state_dir}"
+        print(f"database: {where}", flush=True)
+        with LocalRuntime(settings) as runtime, progress_reporter() as report:
+            result = run_once(runtime, RunType.FULL, workers=settings.max_workers, on_progress=report)
+        print(json.dumps(result, indent=2), flush=True)
+        return 0 if result["status"] == "completed" else 1
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""`opus run`: one whole run in this process, with progress, ending in a summary."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from opus.db.queries import Queries
+from opus.domain.models import RunStatus, RunType
+from opus.local.runtime import LocalRuntime
+from opus.pipeline.runs import ACTIVE, expire_overdue_runs, get_run
+from opus.pipeline.scheduler import schedule_run
+
+logger = logging.getLogger(__name__)
+RUNS = Queries("runs")
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    status: str
+    partitions_done: int
+    partitions: int
+    pages: int
+    raw_rows: int
+    consolidated: int
+    elapsed_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.raw_rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def run_once(
+    runtime: LocalRuntime, run_type: RunType, *, workers: int, on_progress: Callable[[Progress], None] | None = None,
+    poll_s: float = 0.5,
+) -> dict[str, Any]:
+    """Plan a run, work it with `workers` threads and one consolidator, and return its summary."""
+    plan = schedule_run(runtime.deps, run_type, trigger="cli")
+    started = time.monotonic()
+    runtime.start_consumers(workers=workers, consolidators=1)
+    try:
+        while True:
+            progress = _progress(runtime, plan.run_id, started)
+            if on_progress:
+                on_progress(progress)
+            if progress.status not in ACTIVE:
+                break
+            expire_overdue_runs(runtime.deps)
+            time.sleep(poll_s)
+    finally:
+        runtime.stop_consumers()
+    return summary(runtime, plan.run_id)
+
+
+def summary(runtime: LocalRuntime, run_id: str) -> dict[str, Any]:
+    run = get_run(runtime.deps, run_id) or {}
+    with runtime.db.connection() as conn:
+        totals = conn.execute(RUNS.run_totals, {"run_id": run_id}).fetchone() or {}
+    watermark = run.get("watermark")
+    return {
+        "run_id": run_id,
+        "status": run.get("status"),
+        "type": run.get("run_type"),
+        "partitions": totals.get("partitions", 0),
+        "pages": totals.get("pages", 0),
+        "raw_rows": totals.get("rows_written", 0),
+        "consolidated": run.get("consolidated", 0),
+        "deleted": run.get("deleted", 0),
+        "errors": run.get("errors", 0),
+        "watermark": watermark.isoformat() if watermark else None,
+        "failure_reason": run.get("failure_reason"),
+    }
+
+
+def _progress(runtime: LocalRuntime, run_id: str, started: float) -> Progress:
+    with runtime.db.connection() as conn:
+        run = conn.execute(RUNS.get_run, {"run_id": run_id}).fetchone() or {}
+        totals = conn.execute(RUNS.run_totals, {"run_id": run_id}).fetchone() or {}
+    return Progress(
+        status=str(run.get("status", RunStatus.FAILED)), partitions_done=totals.get("partitions_done", 0),
+        partitions=totals.get("partitions", 0), pages=totals.get("pages", 0),
+        raw_rows=totals.get("rows_written", 0), consolidated=run.get("consolidated", 0),
+        elapsed_s=time.monotonic() - started,
+    )
+
+
+class PlainProgress:
+    """A line every few seconds, for logs and pipes (stderr, so stdout stays the summary)."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self._every = every_s
+        self._last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        if p.elapsed_s - self._last < self._every and p.status in ACTIVE:
+            return
+        self._last = p.elapsed_s
+        print(
+            f"[{p.elapsed_s:6.1f}s] {p.status:<13} partitions {p.partitions_done}/{p.partitions}  "
+            f"pages {p.pages}  raw rows {p.raw_rows}  consolidated {p.consolidated}  {p.rate:,.0f} rows/s",
+            file=sys.stderr, flush=True,
+        )

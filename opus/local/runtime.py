@@ -1,0 +1,91 @@
+"""Wiring for one machine: database (embedded if none is configured), local queue, coordinator, feed.
+
+`LocalRuntime` is used by `opus run`, `opus worker`, `opus serve` and the end-to-end tests alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from types import TracebackType
+
+from opus.adapters.postgres_coordinator import PostgresCoordinator
+from opus.adapters.postgres_queue import PostgresQueue
+from opus.adapters.postgres_state import PostgresAlerts, PostgresWatermarkStore, SystemClock
+from opus.config import Settings
+from opus.db.connect import open_database
+from opus.db.pool import Database
+from opus.feeds.nivoda import NivodaClient
+from opus.local.consumers import QueueConsumer
+from opus.pipeline.consolidator import handle_consolidate
+from opus.pipeline.control import LocalPipelineControl
+from opus.pipeline.deps import PipelineDeps
+from opus.pipeline.worker import handle_work_item
+from opus.ports import CONSOLIDATE_QUEUE, WORK_QUEUE, Clock, Feed
+
+logger = logging.getLogger(__name__)
+
+
+class LocalRuntime:
+    """Owns the process's long-lived clients; closing it stops consumers and releases everything."""
+
+    def __init__(
+        self, settings: Settings, *, db: Database | None = None, feed: Feed | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self._stack = ExitStack()
+        self._consumers: list[QueueConsumer] = []
+        try:
+            self.db = db or open_database(settings, self._stack)
+            if feed is None:
+                client = NivodaClient.from_settings(settings)
+                self._stack.callback(client.close)
+                feed = client
+            self.queue = PostgresQueue(self.db, max_deliveries=settings.queue_max_deliveries)
+            coordinator = PostgresCoordinator()
+            self.deps = PipelineDeps(
+                db=self.db, feed=feed, queue=self.queue, coordinator=coordinator,
+                watermarks=PostgresWatermarkStore(self.db), alerts=PostgresAlerts(self.db),
+                clock=clock or SystemClock(), settings=settings,
+            )
+            coordinator.bind(self.deps)
+            self.control = LocalPipelineControl(self.deps)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def start_consumers(self, *, workers: int, consolidators: int = 1) -> None:
+        """Start page workers and consolidation consumers as threads of this process."""
+        visibility = self.settings.queue_visibility_timeout_s
+        deps = self.deps
+        if workers:
+            self._consumers.append(QueueConsumer(
+                self.queue, WORK_QUEUE, lambda body, n: handle_work_item(deps, body, n),
+                concurrency=workers, visibility_timeout_s=visibility, name="worker",
+            ))
+        if consolidators:
+            self._consumers.append(QueueConsumer(
+                self.queue, CONSOLIDATE_QUEUE, lambda body, n: handle_consolidate(deps, body, n),
+                concurrency=consolidators, visibility_timeout_s=visibility, name="consolidator",
+            ))
+        for consumer in self._consumers:
+            consumer.start()
+
+    def stop_consumers(self, timeout_s: float = 60.0) -> None:
+        """Stop receiving and let in-flight messages finish; unfinished ones stay queued."""
+        for consumer in self._consumers:
+            consumer.stop(timeout_s)
+        self._consumers.clear()
+
+    def close(self) -> None:
+        self.stop_consumers()
+        self._stack.close()
+
+    def __enter__(self) -> LocalRuntime:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
