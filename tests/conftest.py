@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -39,9 +40,8 @@ def _server_url(stack: ExitStack, tmp: Path) -> str:
 
 
 def _with_dbname(url: str, name: str) -> str:
-    params = psycopg.conninfo.conninfo_to_dict(url)
-    params["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+    """The same server URL naming another database (kept a URL: Settings accepts only URLs)."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 @pytest.fixture(scope="session")
@@ -97,4 +97,10 @@ def db(_session_db: Database, _seed_rows: dict[str, list[dict[str, object]]]) ->
                     ),
                     list(row.values()),
                 )
+            # Explicit ids were inserted: move the identity past them so the next insert does not collide.
+            conn.execute(
+                sql.SQL("SELECT setval(pg_get_serial_sequence({t}, 'id'), (SELECT max(id) FROM {i}))").format(
+                    t=sql.Literal(table), i=sql.Identifier(table)
+                )
+            )
     return _session_db

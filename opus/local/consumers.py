@@ -188,10 +188,11 @@ class QueueConsumer:
             settle, ok = self._queue.complete, True
         finally:
             self._renewer.untrack(msg)
-            with self._lock:
-                self._in_flight -= 1
-        if self._settle(msg, settle) and ok:
-            self._count(processed=1)
+        settled = self._settle(msg, settle)
+        with self._lock:
+            self._in_flight -= 1
+            if settled and ok:
+                self._processed += 1
 
     def _settle(self, msg: ReceivedMessage, action: Callable[[ReceivedMessage], None]) -> bool:
         """Apply a settlement; a failure is logged, not raised: the message reappears when its lock expires."""
@@ -211,9 +212,8 @@ class QueueConsumer:
         # A little jitter, only upwards, so that messages failing together do not all come back together.
         return nominal * (1 + 0.1 * random.random())
 
-    def _count(self, *, processed: int = 0, failed: int = 0, dead: int = 0) -> None:
+    def _count(self, *, failed: int = 0, dead: int = 0) -> None:
         with self._lock:
-            self._processed += processed
             self._failed += failed
             self._dead += dead
 
@@ -246,12 +246,18 @@ class _LockRenewer:
         with self._cond:
             self._tracked[msg.id] = msg
             heapq.heappush(self._due, (time.monotonic() + self._visibility_timeout_s / 2, msg.id))
-            self._cond.notify()
+            # Wake the thread only if its next deadline moved; mostly it did not (same delay for every message).
+            if self._due[0][1] == msg.id:
+                self._cond.notify()
 
     def untrack(self, msg: ReceivedMessage) -> None:
         with self._cond:
             if self._tracked.get(msg.id) is msg:
                 del self._tracked[msg.id]
+            # Entries are dropped lazily when due; with long locks and fast handlers they would pile up.
+            if len(self._due) > 2 * len(self._tracked) + 64:
+                self._due = [entry for entry in self._due if entry[1] in self._tracked]
+                heapq.heapify(self._due)
 
     def _run(self) -> None:
         while True:

@@ -40,11 +40,19 @@ def run_once(
 ) -> dict[str, Any]:
     """Plan a run, work it with `workers` threads and one consolidator, and return its summary."""
     plan = schedule_run(runtime.deps, run_type, trigger="cli")
+    return follow_run(runtime, plan.run_id, workers=workers, on_progress=on_progress, poll_s=poll_s)
+
+
+def follow_run(
+    runtime: LocalRuntime, run_id: str, *, workers: int, on_progress: Callable[[Progress], None] | None = None,
+    poll_s: float = 0.5,
+) -> dict[str, Any]:
+    """Work an already scheduled run in this process until it ends; return its summary."""
     started = time.monotonic()
     runtime.start_consumers(workers=workers, consolidators=1)
     try:
         while True:
-            progress = _progress(runtime, plan.run_id, started)
+            progress = _progress(runtime, run_id, started)
             if on_progress:
                 on_progress(progress)
             if progress.status not in ACTIVE:
@@ -53,7 +61,7 @@ def run_once(
             time.sleep(poll_s)
     finally:
         runtime.stop_consumers()
-    return summary(runtime, plan.run_id)
+    return summary(runtime, run_id)
 
 
 def summary(runtime: LocalRuntime, run_id: str) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class LocalRuntime:
                 self._stack.callback(client.close)
                 feed = client
             self.queue = PostgresQueue(self.db, max_deliveries=settings.queue_max_deliveries)
+            self._stack.callback(self.queue.close)
             coordinator = PostgresCoordinator()
             self.deps = PipelineDeps(
                 db=self.db, feed=feed, queue=self.queue, coordinator=coordinator,

@@ -23,20 +23,31 @@ def consolidate_message_id(run_id: str) -> str:
 
 
 def settle_run(deps: PipelineDeps, run_id: str) -> str:
-    """Evaluate a run under its row lock; returns 'waiting', 'consolidating', 'failed' or 'ended'."""
+    """Evaluate a run under its row lock; returns 'waiting', 'consolidating', 'failed' or 'ended'.
+
+    The consolidate message is sent after the lock is released (holding a pooled connection while asking the
+    pool for another can starve it). A crash in between is repaired by the next call: a redelivered work item
+    settles the run again, finds it `consolidating` and sends again; the message id makes that a no-op if the
+    first send got through.
+    """
     with deps.db.transaction() as conn:
         run = conn.execute(Q.lock_run, {"run_id": run_id}).fetchone()
-        if run is None or run["status"] != RunStatus.RUNNING:
+        if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.CONSOLIDATING):
             return "ended"
-        states = {r["status"]: r["n"] for r in conn.execute(Q.partition_states, {"run_id": run_id})}
-        if not states.get(PartitionStatus.FAILED, 0):
-            if states.get(PartitionStatus.SUCCEEDED, 0) < run["partitions_total"]:
+        if run["status"] == RunStatus.RUNNING:
+            states = {r["status"]: r["n"] for r in conn.execute(Q.partition_states, {"run_id": run_id})}
+            if states.get(PartitionStatus.FAILED, 0):
+                outcome = "failed"
+            elif states.get(PartitionStatus.SUCCEEDED, 0) < run["partitions_total"]:
                 return "waiting"
-            if conn.execute(Q.mark_consolidating, {"run_id": run_id}).rowcount:
-                # Sent before the lock is released; the message id makes a repeated send a no-op, and the
-                # consolidator accepts a run whose partitions all succeeded even if this commit were lost.
-                deps.queue.send(CONSOLIDATE_QUEUE, {"run_id": run_id}, message_id=consolidate_message_id(run_id))
-                logger.info("consolidation enqueued", extra={"run_id": run_id})
-            return "consolidating"
-    fail_run(deps, run_id, "one or more partitions failed")
-    return "failed"
+            else:
+                conn.execute(Q.mark_consolidating, {"run_id": run_id})
+                outcome = "consolidating"
+        else:
+            outcome = "consolidating"
+    if outcome == "failed":
+        fail_run(deps, run_id, "one or more partitions failed")
+        return outcome
+    deps.queue.send(CONSOLIDATE_QUEUE, {"run_id": run_id}, message_id=consolidate_message_id(run_id))
+    logger.info("consolidation enqueued", extra={"run_id": run_id})
+    return outcome

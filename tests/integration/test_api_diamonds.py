@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 from api_conftest import Auth, insert_diamonds
 from fastapi.testclient import TestClient
+from psycopg import sql
 
+from opus.api.schemas.diamonds import SearchQuery, SortKey, SortOrder
+from opus.api.services import search
 from opus.db.pool import Database
 
 SEARCH = "/api/v2/diamonds"
@@ -214,3 +217,36 @@ def test_availability_of_an_unknown_stone_is_404(client: TestClient, auth: Auth)
     response = client.post(f"{SEARCH}/999/availability", headers=auth("trade"),
                            json={"availability": "SOLD", "reason": "x"})
     assert response.status_code == 404
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(n for child in plan.get("Plans", []) for n in _plan_nodes(child))]
+
+
+@pytest.mark.parametrize("sort", ["price", "carats", "price_per_carat", "color", "clarity", "updated"])
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_a_deep_page_reads_its_keyset_index_without_sorting(db: Database, sort: str, order: str) -> None:
+    with db.transaction() as conn:
+        conn.execute("""
+            INSERT INTO diamonds (feed, supplier_stone_id, offer_id, shape, carats, color, clarity, lab_grown,
+                                  availability, feed_price, price, content_hash, updated_at)
+            SELECT 'nivoda', 'P' || g, 'Q' || g, 'ROUND', 0.3 + (g %% 300) / 100.0,
+                   (ARRAY['D', 'E', 'F', 'G', 'H'])[1 + g %% 5], (ARRAY['IF', 'VS1', 'SI2'])[1 + g %% 3], false,
+                   'AVAILABLE', 100 + g %% 5000, 120 + g %% 5000, 'h', now() - g * interval '1 second'
+            FROM generate_series(1, 20000) AS g""")
+    with db.connection() as conn:
+        conn.execute("ANALYZE diamonds")
+        middle = conn.execute("SELECT id FROM diamonds ORDER BY id LIMIT 1 OFFSET 10000").fetchone()
+        assert middle is not None
+        column = search.SORT_COLUMNS[SortKey(sort)].column
+        key = conn.execute(f"SELECT {column} AS k FROM diamonds WHERE id = %s", (middle["id"],)).fetchone()
+        assert key is not None
+        query, _, params = search.page_query(
+            SearchQuery(sort=SortKey(sort), order=SortOrder(order), limit=50), (key["k"], middle["id"])
+        )
+        explained = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(query), params).fetchone()
+    assert explained is not None
+    nodes = _plan_nodes(next(iter(explained.values()))[0]["Plan"])
+    types = [n["Node Type"] for n in nodes]
+    assert "Sort" not in types, f"{sort} {order}: {types}"
+    assert any(n.get("Index Name", "").startswith("diamonds_active_") for n in nodes), types

@@ -108,7 +108,8 @@ def test_a_permanent_error_dead_letters_with_its_message(queue: PostgresQueue) -
         wait_until(lambda: queue.counts(Q)["dead"] == 1)
     [dead] = queue.dead_letters(Q)
     assert dead.message_id == "bad"
-    assert dead.reason is not None and "no such shape: BLOB" in dead.reason
+    assert dead.reason is not None
+    assert "no such shape: BLOB" in dead.reason
     assert len(handler.calls) == 1, "a permanent error is not retried"
     assert consumer.stats().dead_lettered == 1
 

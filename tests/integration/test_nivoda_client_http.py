@@ -54,21 +54,22 @@ def set_faults(sb: RunningSandbox, **faults: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    with run_sandbox(diamonds=DIAMONDS, seed=7, port=0) as sb:
-        yield sb
+def sb() -> Iterator[RunningSandbox]:
+    """The sandbox this module shares (named apart from conftest's function-scoped `sandbox`)."""
+    with run_sandbox(diamonds=DIAMONDS, seed=7, port=0) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def client(sandbox: RunningSandbox) -> Iterator[NivodaClient]:
-    with NivodaClient(sandbox.endpoint, sandbox.username, sandbox.password, rate_limit_per_s=FAST) as c:
+def feed(sb: RunningSandbox) -> Iterator[NivodaClient]:
+    with NivodaClient(sb.endpoint, sb.username, sb.password, rate_limit_per_s=FAST) as c:
         yield c
 
 
 @pytest.fixture(autouse=True)
-def _no_faults(sandbox: RunningSandbox) -> Iterator[None]:
+def _no_faults(sb: RunningSandbox) -> Iterator[None]:
     yield
-    set_faults(sandbox)  # an empty configuration clears every fault
+    set_faults(sb)  # an empty configuration clears every fault
 
 
 @pytest.fixture
@@ -77,12 +78,12 @@ def short_lived() -> Iterator[RunningSandbox]:
         yield sb
 
 
-def scan(client: NivodaClient, query: FeedQuery) -> list[str]:
+def scan(feed: NivodaClient, query: FeedQuery) -> list[str]:
     """Every supplier stone id of a range, paged 50 at a time until an empty page."""
     ids: list[str] = []
     offset = 0
     for _ in range(PAGE_CAP):
-        items = client.page(query, offset, 50)
+        items = feed.page(query, offset, 50)
         if not items:
             return ids
         ids.extend(item["diamond"]["id"] for item in items)
@@ -97,12 +98,12 @@ def present_ppc(sb: RunningSandbox, fraction: float) -> int:
 
 
 # --- authentication -----------------------------------------------------------------------------------
-def test_authenticates_and_counts_the_whole_inventory(client: NivodaClient, sandbox: RunningSandbox) -> None:
-    assert client.count(FeedQuery()) == len(sandbox.inventory) == DIAMONDS
+def test_authenticates_and_counts_the_whole_inventory(feed: NivodaClient, sb: RunningSandbox) -> None:
+    assert feed.count(FeedQuery()) == len(sb.inventory) == DIAMONDS
 
 
-def test_wrong_password_is_a_feed_auth_error(sandbox: RunningSandbox) -> None:
-    bad = NivodaClient(sandbox.endpoint, sandbox.username, "wrong-password", rate_limit_per_s=FAST)
+def test_wrong_password_is_a_feed_auth_error(sb: RunningSandbox) -> None:
+    bad = NivodaClient(sb.endpoint, sb.username, "wrong-password", rate_limit_per_s=FAST)
     with bad, pytest.raises(FeedAuthError, match="sandbox") as caught:
         bad.count(FeedQuery())
     assert "wrong-password" not in str(caught.value)
@@ -132,99 +133,99 @@ def test_an_expired_token_is_replaced_once_and_the_operation_retried(short_lived
 
 # --- reading ------------------------------------------------------------------------------------------
 def test_paging_a_range_returns_each_stone_in_it_exactly_once(
-    client: NivodaClient, sandbox: RunningSandbox
+    feed: NivodaClient, sb: RunningSandbox
 ) -> None:
-    lo, hi = present_ppc(sandbox, 0.3), present_ppc(sandbox, 0.6)
-    expected = {s.stone_id for s in sandbox.inventory.stones() if lo <= s.ppc_floor < hi}
-    assert any(s.ppc_floor == hi for s in sandbox.inventory.stones())  # the excluded bound is really there
+    lo, hi = present_ppc(sb, 0.3), present_ppc(sb, 0.6)
+    expected = {s.stone_id for s in sb.inventory.stones() if lo <= s.ppc_floor < hi}
+    assert any(s.ppc_floor == hi for s in sb.inventory.stones())  # the excluded bound is really there
     query = FeedQuery(lo, hi)
-    assert client.count(query) == len(expected) > 150
-    ids = scan(client, query)
+    assert feed.count(query) == len(expected) > 150
+    ids = scan(feed, query)
     assert len(ids) == len(set(ids))
     assert set(ids) == expected
 
 
 def test_adjacent_partitions_cover_the_axis_once_even_with_short_pages(
-    client: NivodaClient, sandbox: RunningSandbox
+    feed: NivodaClient, sb: RunningSandbox
 ) -> None:
-    set_faults(sandbox, short_page_rate=0.3, seed=11)
-    bounds = sorted({present_ppc(sandbox, f) for f in (0.1, 0.25, 0.5, 0.7, 0.9)})
+    set_faults(sb, short_page_rate=0.3, seed=11)
+    bounds = sorted({present_ppc(sb, f) for f in (0.1, 0.25, 0.5, 0.7, 0.9)})
     edges: list[int | None] = [None, *bounds, None]
     partitions = [FeedQuery(a, b) for a, b in pairwise(edges)]
-    with ThreadPoolExecutor(max_workers=len(partitions)) as pool:  # one shared client, many threads
-        results = list(pool.map(lambda query: scan(client, query), partitions))
+    with ThreadPoolExecutor(max_workers=len(partitions)) as pool:  # one client shared by many threads
+        results = list(pool.map(lambda query: scan(feed, query), partitions))
     ids = [i for part in results for i in part]
     assert len(ids) == len(set(ids)) == DIAMONDS
-    assert set(ids) == {s.stone_id for s in sandbox.inventory.stones()}
-    assert sum(client.count(query) for query in partitions) == DIAMONDS
+    assert set(ids) == {s.stone_id for s in sb.inventory.stones()}
+    assert sum(feed.count(query) for query in partitions) == DIAMONDS
 
 
-def test_updated_window_is_sent_as_utc(client: NivodaClient, sandbox: RunningSandbox) -> None:
-    stones = sandbox.inventory.stones()
+def test_updated_window_is_sent_as_utc(feed: NivodaClient, sb: RunningSandbox) -> None:
+    stones = sb.inventory.stones()
     cut = sorted(s.updated_ms for s in stones)[len(stones) // 2]
     updated_to = datetime.fromtimestamp(cut / 1000, UTC)
     expected = sum(1 for s in stones if s.updated_ms <= cut)
-    assert client.count(FeedQuery(updated_to=updated_to)) == expected
-    assert client.count(FeedQuery(updated_from=updated_to + timedelta(days=3650))) == 0
+    assert feed.count(FeedQuery(updated_to=updated_to)) == expected
+    assert feed.count(FeedQuery(updated_from=updated_to + timedelta(days=3650))) == 0
 
 
-def test_transient_429_and_500_are_retried(client: NivodaClient, sandbox: RunningSandbox) -> None:
-    client.count(FeedQuery())  # a token first, so the faults hit the count itself
-    set_faults(sandbox, fail_next=[429, 500])
+def test_transient_429_and_500_are_retried(feed: NivodaClient, sb: RunningSandbox) -> None:
+    feed.count(FeedQuery())  # a token first, so the faults hit the count itself
+    set_faults(sb, fail_next=[429, 500])
     started = time.monotonic()
-    assert client.count(FeedQuery()) == DIAMONDS
+    assert feed.count(FeedQuery()) == DIAMONDS
     assert time.monotonic() - started >= 1.0  # the 429's Retry-After: 1 was honoured
-    assert httpx.get(f"{sandbox.base_url}/admin/faults", timeout=5).json()["fail_next"] == []
+    assert httpx.get(f"{sb.base_url}/admin/faults", timeout=5).json()["fail_next"] == []
 
 
-def test_a_limit_over_50_is_refused_before_any_request(sandbox: RunningSandbox) -> None:
-    client, recorder, http = recording_client(sandbox)
+def test_a_limit_over_50_is_refused_before_any_request(sb: RunningSandbox) -> None:
+    client, recorder, http = recording_client(sb)
     with http, client, pytest.raises(ValueError, match="limit"):
         client.page(FeedQuery(), 0, 51)
     assert recorder.bodies == []
 
 
-def test_a_graphql_validation_error_is_permanent(client: NivodaClient) -> None:
+def test_a_graphql_validation_error_is_permanent(feed: NivodaClient) -> None:
     # GraphQL Int is 32-bit: the server rejects the variable, as Nivoda would.
     with pytest.raises(FeedPermanentError, match="32-bit"):
-        client.count(FeedQuery(0, 2**40))
+        feed.count(FeedQuery(0, 2**40))
 
 
-def test_get_by_id(client: NivodaClient, sandbox: RunningSandbox) -> None:
-    stone = sandbox.inventory.stones()[17]
-    item = client.get(stone.stone_id)
+def test_get_by_id(feed: NivodaClient, sb: RunningSandbox) -> None:
+    stone = sb.inventory.stones()[17]
+    item = feed.get(stone.stone_id)
     assert item is not None
     assert item["id"] == stone.offer_id
     assert item["diamond"]["id"] == stone.stone_id
     assert item["price"] == stone.price_cents
-    assert client.get("00000000-0000-4000-8000-000000000000") is None
+    assert feed.get("00000000-0000-4000-8000-000000000000") is None
 
 
 # --- trading ------------------------------------------------------------------------------------------
-def test_hold_double_hold_cancel_and_order(client: NivodaClient, sandbox: RunningSandbox) -> None:
-    stone = next(s for s in sandbox.inventory.stones() if s.availability == "AVAILABLE")
-    held = client.hold(stone.stone_id)
+def test_hold_double_hold_cancel_and_order(feed: NivodaClient, sb: RunningSandbox) -> None:
+    stone = next(s for s in sb.inventory.stones() if s.availability == "AVAILABLE")
+    held = feed.hold(stone.stone_id)
     assert not held.denied
     assert held.hold_id
     assert held.until is not None
     assert held.until - datetime.now(UTC) > timedelta(hours=23)
-    item = client.get(stone.stone_id)
+    item = feed.get(stone.stone_id)
     assert item is not None
     assert item["diamond"]["availability"] == "ON HOLD"
 
-    again = client.hold(stone.stone_id)
+    again = feed.hold(stone.stone_id)
     assert again.denied
     assert again.hold_id is None
     assert again.reason
 
-    client.cancel_hold(held.hold_id)
-    item = client.get(stone.stone_id)
+    feed.cancel_hold(held.hold_id)
+    item = feed.get(stone.stone_id)
     assert item is not None
     assert item["diamond"]["availability"] == "AVAILABLE"
     with pytest.raises(FeedPermanentError, match="not found"):
-        client.cancel_hold(held.hold_id)
+        feed.cancel_hold(held.hold_id)
 
-    order_id = client.order(stone.offer_id, reference="PO-1", comment="integration test")
-    assert sandbox.inventory.orders[order_id] == [stone.offer_id]
+    order_id = feed.order(stone.offer_id, reference="PO-1", comment="integration test")
+    assert sb.inventory.orders[order_id] == [stone.offer_id]
     with pytest.raises(FeedPermanentError, match="sold"):
-        client.order(stone.offer_id)
+        feed.order(stone.offer_id)

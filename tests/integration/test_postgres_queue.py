@@ -292,9 +292,16 @@ def test_send_in_joins_the_callers_transaction(db: Database, queue: PostgresQueu
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom), db.transaction() as conn:
-        assert queue.send_in(conn, Q, {"n": 1}, message_id="rolled-back") == 1
-        raise Boom
+    accepted: list[int] = []
+
+    def produce_then_fail() -> None:
+        with db.transaction() as conn:
+            accepted.append(queue.send_in(conn, Q, {"n": 1}, message_id="rolled-back"))
+            raise Boom
+
+    with pytest.raises(Boom):
+        produce_then_fail()
+    assert accepted == [1]
     assert queue.counts(Q)["ready"] == 0
     with db.transaction() as conn:
         queue.send_batch_in(conn, Q, [OutgoingMessage({"n": 2}, "kept")])

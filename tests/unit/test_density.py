@@ -58,7 +58,8 @@ def realistic_ppcs(n: int, seed: int = 7) -> list[int]:
 
 def assert_valid_scan(scan: DensityScan, ppcs: list[int], target: int) -> None:
     buckets = scan.buckets
-    assert buckets[0].ppc_from == AXIS_MIN and buckets[-1].ppc_to == AXIS_MAX
+    assert buckets[0].ppc_from == AXIS_MIN
+    assert buckets[-1].ppc_to == AXIS_MAX
     for left, right in itertools.pairwise(buckets):
         assert left.ppc_to == right.ppc_from
     for b in buckets:

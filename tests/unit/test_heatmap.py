@@ -36,7 +36,8 @@ def assert_tiles(parts: list[Partition]) -> None:
     assert parts[-1].ppc_to == AXIS_MAX
     for i, p in enumerate(parts):
         assert p.index == i
-        assert isinstance(p.ppc_from, int) and isinstance(p.ppc_to, int)
+        assert type(p.ppc_from) is int
+        assert type(p.ppc_to) is int
         assert p.ppc_from < p.ppc_to, "no empty partition"
     for left, right in itertools.pairwise(parts):
         assert left.ppc_to == right.ppc_from, "no gap, no overlap"
@@ -178,7 +179,7 @@ def test_each_stone_of_a_synthetic_density_falls_in_exactly_one_partition(
     ppcs = dense + tail
     edges = [*range(AXIS_MIN, 60_001, 250), AXIS_MAX]
     parts = build_partitions(bucketize(ppcs, edges), max_workers=max_workers, min_records_per_worker=min_records)
-    holders = Counter()
+    holders: Counter[int] = Counter()
     for ppc in ppcs:
         containing = [p for p in parts if p.ppc_from <= ppc < p.ppc_to]
         assert len(containing) == 1

@@ -31,6 +31,10 @@ LISTEN {channel}
 -- name: unlisten_all
 UNLISTEN *
 
+-- name: relaxed_commit
+-- For receives and settlements only: see PostgresQueue._consumer_transaction for why this is safe.
+SET LOCAL synchronous_commit = off
+
 -- name: receive
 -- Take the oldest visible messages that no concurrent receiver is taking. A message that has already been
 -- delivered max_deliveries times is dead-lettered here instead of being handed out again; the caller sees it
