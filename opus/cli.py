@@ -146,6 +146,86 @@ def retry(run_id: str) -> None:
     click.echo(json.dumps({"run_id": run_id, "partitions": count}))
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve the API and dashboard, with queue consumers and the nightly schedule, until interrupted."""
+    from opus.local.serve import serve as serve_all
+
+    serve_all(_settings(), host=host, port=port,
+              on_ready=lambda url: click.echo(f"serving {url}/api/v2 (docs {url}/api/v2/docs)", err=True))
+
+
+@main.group()
+def keys() -> None:
+    """API keys: only a digest is stored; the key is shown once, when created."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what the key is for.")
+@click.option("--scope", type=click.Choice(["read", "trade", "admin"]), default="read", show_default=True)
+def keys_create(name: str, scope: str) -> None:
+    """Create a key and print it, once, as the last line."""
+    from opus.api.keys import create_key
+
+    with _database() as database:
+        key = create_key(database, name, scope)
+    click.echo(f"created {scope} key for {name!r}; store it now, it is not shown again:", err=True)
+    click.echo(key)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (prefix, name, scope, dates), never the keys themselves."""
+    from opus.api.keys import list_keys
+
+    with _database() as database:
+        rows = list_keys(database)
+    for row in rows:
+        click.echo(json.dumps(row, default=str))
+
+
+@keys.command("revoke")
+@click.argument("key")
+def keys_revoke(key: str) -> None:
+    """Revoke a key by its prefix or id."""
+    from opus.api.keys import revoke_key
+
+    with _database() as database:
+        ok = revoke_key(database, int(key) if key.isdigit() else key)
+    if not ok:
+        raise click.ClickException(f"no active key {key!r}")
+    click.echo(f"revoked {key}")
+
+
+@main.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default="openapi.json",
+              show_default=True)
+def openapi(output: str) -> None:
+    """Write the API's OpenAPI document to a file."""
+    from pathlib import Path
+
+    from opus.api.app import create_app
+
+    class _NoDatabase:
+        """The document is built from the routes alone; nothing touches the database."""
+
+    app = create_app(db=_NoDatabase(), settings=_settings(), feed=None, control=None)  # type: ignore[arg-type]
+    Path(output).write_text(json.dumps(app.openapi(), indent=2) + "\n", encoding="utf-8")
+    click.echo(f"wrote {output}")
+
+
+@contextmanager
+def _database() -> Iterator[Any]:
+    from contextlib import ExitStack
+
+    from opus.db.connect import open_database
+
+    with ExitStack() as stack:
+        yield open_database(_settings(), stack)
+
+
 def run_cli() -> None:
     """Entry point with errors turned into one clear line and a non-zero exit."""
     try:

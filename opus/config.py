@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     # --- service --------------------------------------------------------------------------------------
     schedule: str = Field(default="0 2 * * *", description="Nightly run, cron syntax, UTC.")
+    full_run_every_days: int = Field(
+        default=7, ge=1, description="A scheduled run is full (and soft-deletes) when the last full run is older."
+    )
     hmac_secrets: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description='JSON object {"client_id": "secret"}.'
     )

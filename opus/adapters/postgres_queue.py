@@ -242,11 +242,7 @@ class PostgresQueue:
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         with self._db.connection() as conn:
             rows = conn.execute(Q.dead_letters, {"queue": queue, "limit": limit}).fetchall()
-        return [
-            DeadLetter(r["id"], r["message_id"], r["body"], r["delivery_count"], r["dead_reason"],
-                       r["enqueued_at"], r["finished_at"])
-            for r in rows
-        ]
+        return [DeadLetter(**r) for r in rows]
 
     def close(self) -> None:
         """Close the idle listener connections; the pool belongs to the caller."""
@@ -277,15 +273,14 @@ class PostgresQueue:
             params["max_messages"] = max_messages - len(received)
             with self._consumer_transaction() as conn:
                 rows = conn.execute(Q.receive, params).fetchall()
+            exhausted = 0
             for r in rows:
-                if r["state"] == "dead":
+                if r.pop("state") == "dead":
+                    exhausted += 1
                     _log_dead(queue, r["message_id"], MAX_DELIVERY_REASON, r["delivery_count"])
                 else:
-                    received.append(ReceivedMessage(
-                        r["id"], r["queue"], r["message_id"], r["body"], r["delivery_count"],
-                        r["lock_token"], r["enqueued_at"],
-                    ))
-            if all(r["state"] != "dead" for r in rows):
+                    received.append(ReceivedMessage(**r))
+            if not exhausted:
                 break
         return received
 
@@ -307,7 +302,7 @@ class PostgresQueue:
         with self._listeners_lock:
             conn = self._idle_listeners.pop() if self._idle_listeners else None
         if conn is None or conn.closed:
-            conn = psycopg.connect(self._db.url, autocommit=True, row_factory=dict_row)
+            conn = psycopg.connect(self._db.url, autocommit=True, row_factory=dict_row, connect_timeout=10)
         healthy = False
         try:
             conn.execute(sql.SQL(Q.listen).format(channel=sql.Identifier(channel)))

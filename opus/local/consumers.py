@@ -93,12 +93,16 @@ class QueueConsumer:
         logger.info("consumer started", extra={"consumer": self.name, "queue": self.queue_name,
                                                "concurrency": self._concurrency})
 
+    def request_stop(self) -> None:
+        """Stop receiving without waiting: lets a runtime signal all its consumers before joining any."""
+        self._stopping.set()
+
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop receiving and wait for in-flight handlers; True if every worker finished within the timeout.
 
         A handler still running after the timeout keeps its lock renewed and settles its message when it ends.
         """
-        self._stopping.set()
+        self.request_stop()
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))

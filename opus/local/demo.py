@@ -1,7 +1,8 @@
-"""`make demo`: the sandbox, a full run, and a summary, on one machine with nothing configured.
+"""`make demo`: the sandbox, a full run, then the API, on one machine with nothing configured.
 
 Starts the Nivoda sandbox as a child process, uses DATABASE_URL if set (else the embedded PostgreSQL), runs a
-full pipeline run against the sandbox and prints its summary.
+full pipeline run against the sandbox, prints its summary, creates an admin key and serves the API and the
+dashboard until interrupted.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import time
 
 import httpx
 
+from opus.api.keys import create_key
 from opus.config import load_settings
 from opus.domain.models import RunType
 from opus.local.progress import progress_reporter
 from opus.local.run_once import run_once
 from opus.local.runtime import LocalRuntime
+from opus.local.serve import serve
 
+API_PORT = int(os.environ.get("DEMO_API_PORT", "8000"))
 SANDBOX_PORT = int(os.environ.get("DEMO_SANDBOX_PORT", "4000"))
 SANDBOX_DIAMONDS = int(os.environ.get("DEMO_DIAMONDS", "20000"))
 ENDPOINT = f"http://127.0.0.1:{SANDBOX_PORT}/api/diamonds"
@@ -42,8 +46,21 @@ def wait_for_sandbox(proc: subprocess.Popen[bytes], timeout_s: float = 120.0) ->
     raise SystemExit(f"the sandbox did not answer at {ENDPOINT} within {timeout_s:.0f} s")
 
 
+def ready_banner(url: str, key: str) -> str:
+    return "\n".join([
+        "",
+        f"Opus is serving {url}",
+        f"  API docs:   {url}/api/v2/docs",
+        f"  dashboard:  {url}/dashboard",
+        f"  admin key:  {key}",
+        f"  try:        curl -H 'X-API-Key: {key}' '{url}/api/v2/diamonds?shapes=ROUND&limit=10'",
+        "Ctrl-C stops it.",
+    ])
+
+
 def main() -> int:
-    settings = load_settings(nivoda_endpoint=ENDPOINT, nivoda_username="sandbox", nivoda_password="sandbox")
+    # The sandbox's published demo credentials, whatever the environment says about the real feed.
+    settings = load_settings(nivoda_endpoint=ENDPOINT, nivoda_username="sandbox", nivoda_password="sandbox")  # noqa: S106
     print(f"starting the Nivoda sandbox with {SANDBOX_DIAMONDS} diamonds at {ENDPOINT}", flush=True)
     sandbox = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
         [sys.executable, "-m", "opus", "sandbox", "--port", str(SANDBOX_PORT),
@@ -53,10 +70,16 @@ def main() -> int:
         wait_for_sandbox(sandbox)
         where = "DATABASE_URL" if settings.configured_database_url else f"embedded PostgreSQL in {settings.state_dir}"
         print(f"database: {where}", flush=True)
-        with LocalRuntime(settings) as runtime, progress_reporter() as report:
-            result = run_once(runtime, RunType.FULL, workers=settings.max_workers, on_progress=report)
-        print(json.dumps(result, indent=2), flush=True)
-        return 0 if result["status"] == "completed" else 1
+        with LocalRuntime(settings) as runtime:
+            with progress_reporter() as report:
+                result = run_once(runtime, RunType.FULL, workers=settings.max_workers, on_progress=report)
+            print(json.dumps(result, indent=2), flush=True)
+            if result["status"] != "completed":
+                return 1
+            key = create_key(runtime.db, "demo", "admin")
+            serve(settings, host="127.0.0.1", port=API_PORT, runtime=runtime,
+                  on_ready=lambda url: print(ready_banner(url, key), flush=True))
+        return 0
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=30)

@@ -75,7 +75,7 @@ def summary(runtime: LocalRuntime, run_id: str) -> dict[str, Any]:
         "type": run.get("run_type"),
         "partitions": totals.get("partitions", 0),
         "pages": totals.get("pages", 0),
-        "raw_rows": totals.get("rows_written", 0),
+        "raw_rows": totals.get("rows_fetched", 0),
         "consolidated": run.get("consolidated", 0),
         "deleted": run.get("deleted", 0),
         "errors": run.get("errors", 0),
@@ -91,7 +91,7 @@ def _progress(runtime: LocalRuntime, run_id: str, started: float) -> Progress:
     return Progress(
         status=str(run.get("status", RunStatus.FAILED)), partitions_done=totals.get("partitions_done", 0),
         partitions=totals.get("partitions", 0), pages=totals.get("pages", 0),
-        raw_rows=totals.get("rows_written", 0), consolidated=run.get("consolidated", 0),
+        raw_rows=totals.get("rows_fetched", 0), consolidated=run.get("consolidated", 0),
         elapsed_s=time.monotonic() - started,
     )
 

@@ -76,6 +76,8 @@ class LocalRuntime:
     def stop_consumers(self, timeout_s: float = 60.0) -> None:
         """Stop receiving and let in-flight messages finish; unfinished ones stay queued."""
         for consumer in self._consumers:
+            consumer.request_stop()  # all at once, so the timeouts do not add up
+        for consumer in self._consumers:
             consumer.stop(timeout_s)
         self._consumers.clear()
 

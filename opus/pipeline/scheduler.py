@@ -13,7 +13,7 @@ from opus.db.queries import Queries
 from opus.domain.heatmap import build_partitions
 from opus.domain.models import FeedQuery, Partition, RunPlan, RunType, WorkItem
 from opus.errors import ConflictError, OpusError
-from opus.pipeline.density import scan_density
+from opus.pipeline.density import scan_density, target_bucket_for
 from opus.pipeline.deps import PipelineDeps
 from opus.pipeline.runs import expire_overdue_runs, fail_run
 from opus.ports import WORK_QUEUE, OutgoingMessage
@@ -70,14 +70,26 @@ def schedule_run(deps: PipelineDeps, run_type: RunType, *, trigger: str = "cli")
     return plan
 
 
+def scheduled_run_type(deps: PipelineDeps) -> RunType:
+    """What the nightly schedule runs: incremental, but full when the last full run is too old."""
+    with deps.db.connection() as conn:
+        row = conn.execute(Q.last_completed_full_run, {"feed": deps.feed.name}).fetchone()
+    last_full = row["finished_at"] if row else None
+    if last_full is None or deps.clock.now() - last_full >= timedelta(days=deps.settings.full_run_every_days):
+        return RunType.FULL
+    return RunType.INCREMENTAL
+
+
 def _partition(deps: PipelineDeps, plan: RunPlan) -> list[Partition]:
     settings = deps.settings
 
     def count(ppc_from: int, ppc_to: int) -> int:
         return deps.feed.count(FeedQuery(ppc_from, ppc_to, plan.updated_from, plan.updated_to))
 
-    # A bucket a quarter of the minimum share lets the balancer cut close to every share boundary.
-    scan = scan_density(count, target_bucket=max(1, settings.min_records_per_worker // 4))
+    # One count of the whole window sizes the buckets: a quarter of a worker's share (see density.py).
+    total = deps.feed.count(FeedQuery(None, None, plan.updated_from, plan.updated_to))
+    target = target_bucket_for(settings.min_records_per_worker, total=total, max_workers=settings.max_workers)
+    scan = scan_density(count, target_bucket=target)
     partitions = build_partitions(
         scan.buckets, max_workers=settings.max_workers, min_records_per_worker=settings.min_records_per_worker
     )

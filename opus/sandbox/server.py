@@ -210,4 +210,4 @@ def serve(host: str = "127.0.0.1", port: int = 4000, diamonds: int = 100_000, se
         log.info("Nivoda sandbox ready at http://%s:%d%s (username %r, password %r, %d diamonds, seed %d)",
                  shown, bound, GRAPHQL_PATH, DEFAULT_USERNAME, DEFAULT_PASSWORD, diamonds, seed)
 
-    SandboxServer(uvicorn.Config(app, host=host, port=port, log_level="info"), on_ready=ready).run()
+    SandboxServer(uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False), on_ready=ready).run()

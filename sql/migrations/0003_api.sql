@@ -41,10 +41,11 @@ CREATE TABLE api_secrets (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
--- A purchase's first answer, replayed verbatim when the same Idempotency-Key comes again.
+-- A purchase's first answer, replayed verbatim when the same Idempotency-Key comes again. The body is text,
+-- not jsonb, because jsonb reorders keys and the repeat must be byte-for-byte the first answer.
 ALTER TABLE purchase_history
     ADD COLUMN response_status integer,
-    ADD COLUMN response_body   jsonb;
+    ADD COLUMN response_body   text;
 
 -- One order per stone: two purchases with different keys must not both reach the feed.
 CREATE UNIQUE INDEX purchase_history_one_open ON purchase_history (diamond_id)

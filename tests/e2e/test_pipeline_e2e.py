@@ -128,6 +128,7 @@ def test_full_then_incremental_then_full_run(db: Database, database_url: str, sa
         full = run_once(runtime, RunType.FULL, workers=4, poll_s=0.1)
     assert full["status"] == "completed", full
     assert full["deleted"] == len(removed)
+    assert full["consolidated"] == len(stones), "a full run reconsolidates every stone it saw"
     stored = active_diamonds(db)
     assert {s for s, r in stored.items() if r["status"] == "deleted"} == set(removed)
     active = {s for s, r in stored.items() if r["status"] == "active"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +20,7 @@ SEARCH = "/api/v2/diamonds"
 COLORS = ["D", "E", "F", "G", "H", "I", "J", "K", "FANCY", None]
 CLARITIES = ["FL", "IF", "VVS1", "VVS2", "VS1", "VS2", "SI1", "SI2", "I1", None]
 SHAPES = ["ROUND", "OVAL", "PEAR", "EMERALD"]
+UPDATED_BASE = datetime(2030, 5, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 
 
 def _catalogue(db: Database, n: int = 300, seed: int = 3) -> list[dict[str, Any]]:
@@ -35,6 +37,7 @@ def _catalogue(db: Database, n: int = 300, seed: int = 3) -> list[dict[str, Any]
             "feed_price": Decimal(rng.choice([500, 1000, 1000, 2500, 4000])) + Decimal("0.25"),
             "availability": rng.choice(["AVAILABLE", "AVAILABLE", "ON_HOLD", "MEMO"]),
             "status": "active" if rng.random() < 0.9 else "deleted",
+            "updated_at": UPDATED_BASE + timedelta(seconds=rng.choice([0, 1, 1, 90, 3600])),
         })
     ids = insert_diamonds(db, rows)
     return [{**r, "id": i} for r, i in zip(rows, ids, strict=True)]
@@ -66,7 +69,7 @@ def _sort_value(sort: str, item: dict[str, Any]) -> Any:
     if sort == "clarity":
         return CLARITY_RANK.get(item["clarity"], 99)
     if sort == "updated":
-        return item["updated_at"]
+        return datetime.fromisoformat(item["updated_at"])
     return Decimal(item[sort])
 
 
@@ -230,19 +233,20 @@ def test_a_deep_page_reads_its_keyset_index_without_sorting(db: Database, sort: 
         conn.execute("""
             INSERT INTO diamonds (feed, supplier_stone_id, offer_id, shape, carats, color, clarity, lab_grown,
                                   availability, feed_price, price, content_hash, updated_at)
-            SELECT 'nivoda', 'P' || g, 'Q' || g, 'ROUND', 0.3 + (g %% 300) / 100.0,
-                   (ARRAY['D', 'E', 'F', 'G', 'H'])[1 + g %% 5], (ARRAY['IF', 'VS1', 'SI2'])[1 + g %% 3], false,
-                   'AVAILABLE', 100 + g %% 5000, 120 + g %% 5000, 'h', now() - g * interval '1 second'
+            SELECT 'nivoda', 'P' || g, 'Q' || g, 'ROUND', 0.3 + (g % 300) / 100.0,
+                   (ARRAY['D', 'E', 'F', 'G', 'H'])[1 + g % 5], (ARRAY['IF', 'VS1', 'SI2'])[1 + g % 3], false,
+                   'AVAILABLE', 100 + g % 5000, 120 + g % 5000, 'h', now() - g * interval '1 second'
             FROM generate_series(1, 20000) AS g""")
     with db.connection() as conn:
         conn.execute("ANALYZE diamonds")
-        middle = conn.execute("SELECT id FROM diamonds ORDER BY id LIMIT 1 OFFSET 10000").fetchone()
+        column = sql.Identifier(search.SORT_COLUMNS[SortKey(sort)].column)
+        # A cursor from the middle of the sort order: half the stones lie on either side of it.
+        middle = conn.execute(
+            sql.SQL("SELECT {} AS k, id FROM diamonds ORDER BY {}, id LIMIT 1 OFFSET 10000").format(column, column)
+        ).fetchone()
         assert middle is not None
-        column = search.SORT_COLUMNS[SortKey(sort)].column
-        key = conn.execute(f"SELECT {column} AS k FROM diamonds WHERE id = %s", (middle["id"],)).fetchone()
-        assert key is not None
         query, _, params = search.page_query(
-            SearchQuery(sort=SortKey(sort), order=SortOrder(order), limit=50), (key["k"], middle["id"])
+            SearchQuery(sort=SortKey(sort), order=SortOrder(order), limit=50), (middle["k"], middle["id"])
         )
         explained = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(query), params).fetchone()
     assert explained is not None

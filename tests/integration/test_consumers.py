@@ -188,4 +188,5 @@ def test_invalid_consumer_settings_are_rejected(queue: PostgresQueue) -> None:
     consumer.start()
     with pytest.raises(RuntimeError):
         consumer.start()
+    consumer.request_stop()
     assert consumer.stop(timeout_s=5)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
 
 from opus.api.context import ApiContext, get_context
 from opus.api.schemas.common import MAX_BIGINT, error_responses
@@ -78,13 +77,13 @@ def purchase(
         alias="Idempotency-Key", description="A unique key per intended purchase, at most 200 characters."
     )] = None,
     details: Annotated[PurchaseIn | None, Body()] = None,
-) -> JSONResponse:
+) -> Response:
     key = purchases.check_key(idempotency_key)
     answer = purchases.purchase(
         ctx, diamond_id, key, principal.id,
         reference=details.reference if details else None, comment=details.comment if details else None,
     )
-    return JSONResponse(answer.body, status_code=answer.status)
+    return Response(answer.body, status_code=answer.status, media_type="application/json")
 
 
 @router.post(

@@ -3,6 +3,10 @@
 The race between concurrent holds is decided by the database, not by the feed: a 'pending' row is inserted
 first and the unique partial index (one live hold per stone) lets exactly one request through. Only the winner
 calls the feed, then records what it said.
+
+Lock order: every transaction that writes a stone's hold or purchase rows locks the stone's row first. Without
+that, a winner recording its answer (hold row, then stone) and a loser inserting (stone, then waiting on the
+winner's hold row in the unique index) deadlock.
 """
 
 from __future__ import annotations
@@ -59,9 +63,10 @@ def _begin(ctx: ApiContext, diamond_id: int, requested_by: str) -> tuple[int, st
     return int(row["id"]), str(stone["supplier_stone_id"])
 
 
-def _finish(ctx: ApiContext, hold_row: int, status: str, *, reason: str | None = None,
+def _finish(ctx: ApiContext, diamond_id: int, hold_row: int, status: str, *, reason: str | None = None,
             result: HoldResult | None = None) -> Row:
     with ctx.db.transaction() as conn:
+        conn.execute(Q.lock_diamond, {"id": diamond_id})
         row = conn.execute(Q.finish_hold, {
             "id": hold_row, "status": status, "reason": reason, "released_at": None,
             "feed_hold_id": result.hold_id if result else None, "held_until": result.until if result else None,
@@ -77,18 +82,19 @@ def place_hold(ctx: ApiContext, diamond_id: int, requested_by: str) -> Row:
     try:
         result = feed.hold(stone_id)
     except (FeedTransientError, FeedPermanentError) as exc:
-        _finish(ctx, hold_row, "failed", reason=str(exc)[:500])
+        _finish(ctx, diamond_id, hold_row, "failed", reason=str(exc)[:500])
         raise
     except BaseException:
         # Anything else (a bug, an interrupt): free the stone rather than leave it pending.
-        _finish(ctx, hold_row, "failed", reason="the hold request failed unexpectedly")
+        _finish(ctx, diamond_id, hold_row, "failed", reason="the hold request failed unexpectedly")
         raise
     if result.denied or result.hold_id is None:
         reason = result.reason or "the feed denied the hold"
-        _finish(ctx, hold_row, "denied", reason=reason, result=result)
+        _finish(ctx, diamond_id, hold_row, "denied", reason=reason, result=result)
         raise HoldDeniedError(reason)
     now = ctx.now()
     with ctx.db.transaction() as conn:
+        conn.execute(Q.lock_diamond, {"id": diamond_id})
         row = conn.execute(Q.finish_hold, {
             "id": hold_row, "status": "active", "reason": None, "released_at": None,
             "feed_hold_id": result.hold_id, "held_until": result.until,
@@ -106,28 +112,25 @@ def release_hold(ctx: ApiContext, diamond_id: int, requested_by: str, *, is_admi
     """Cancel the stone's active hold at the feed; only its holder or an admin may."""
     feed = ctx.require_feed()
     now = ctx.now()
-    try:
-        with ctx.db.transaction() as conn:
-            if conn.execute(Q.get_diamond, {"id": diamond_id}).fetchone() is None:
-                raise NotFoundError(f"diamond {diamond_id} does not exist")
-            # NOWAIT: a second release of the same hold while the first is talking to the feed is refused,
-            # so the feed is asked to cancel once. The row lock is held across the call for that reason.
-            hold = conn.execute(Q.lock_active_hold, {"diamond_id": diamond_id}).fetchone()
-            if hold is None:
-                raise NotFoundError(f"diamond {diamond_id} has no active hold")
-            if hold["requested_by"] != requested_by and not is_admin:
-                raise ConflictError(f"the hold on diamond {diamond_id} belongs to another client")
-            if hold["feed_hold_id"]:
-                feed.cancel_hold(str(hold["feed_hold_id"]))
-            row = conn.execute(Q.finish_hold, {
-                "id": hold["id"], "status": "released", "reason": f"released by {requested_by}",
-                "released_at": now, "feed_hold_id": hold["feed_hold_id"], "held_until": hold["held_until"],
-            }).fetchone()
-            conn.execute(Q.set_availability, {
-                "id": diamond_id, "availability": Availability.AVAILABLE.value, "set_hold_id": True,
-                "hold_id": None, "now": now, "changed_by": requested_by, "reason": "hold released",
-            })
-    except pg_errors.LockNotAvailable:
-        raise ConflictError(f"the hold on diamond {diamond_id} is being released") from None
+    with ctx.db.transaction() as conn:
+        # The stone stays locked while the feed cancels, so a concurrent release waits and then finds nothing
+        # to release: the feed is asked to cancel once. Holds and purchases of this stone wait too.
+        if conn.execute(Q.lock_diamond, {"id": diamond_id}).fetchone() is None:
+            raise NotFoundError(f"diamond {diamond_id} does not exist")
+        hold = conn.execute(Q.active_hold, {"diamond_id": diamond_id}).fetchone()
+        if hold is None:
+            raise NotFoundError(f"diamond {diamond_id} has no active hold")
+        if hold["requested_by"] != requested_by and not is_admin:
+            raise ConflictError(f"the hold on diamond {diamond_id} belongs to another client")
+        if hold["feed_hold_id"]:
+            feed.cancel_hold(str(hold["feed_hold_id"]))
+        row = conn.execute(Q.finish_hold, {
+            "id": hold["id"], "status": "released", "reason": f"released by {requested_by}",
+            "released_at": now, "feed_hold_id": hold["feed_hold_id"], "held_until": hold["held_until"],
+        }).fetchone()
+        conn.execute(Q.set_availability, {
+            "id": diamond_id, "availability": Availability.AVAILABLE.value, "set_hold_id": True,
+            "hold_id": None, "now": now, "changed_by": requested_by, "reason": "hold released",
+        })
     assert row is not None
     return row

@@ -9,13 +9,13 @@ choosing the same key do not collide.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from psycopg import errors as pg_errors
-from psycopg.types.json import Jsonb
 
 from opus.api.context import ApiContext
 from opus.api.errors import ApiError, error_body, status_for
@@ -32,7 +32,11 @@ MAX_KEY_LENGTH = 200
 @dataclass(frozen=True, slots=True)
 class PurchaseAnswer:
     status: int
-    body: dict[str, Any]
+    body: str  # JSON, exactly as first sent
+
+    @classmethod
+    def of(cls, status: int, body: dict[str, Any]) -> PurchaseAnswer:
+        return cls(status, json.dumps(body, separators=(",", ":"), ensure_ascii=False))
 
 
 def _scoped(principal_id: str, key: str) -> str:
@@ -56,7 +60,7 @@ def _replay(row: dict[str, Any], diamond_id: int, key: str) -> PurchaseAnswer:
         )
     if row["response_status"] is None:
         raise ConflictError(f"a purchase with Idempotency-Key {key!r} is still in progress")
-    return PurchaseAnswer(int(row["response_status"]), dict(row["response_body"]))
+    return PurchaseAnswer(int(row["response_status"]), str(row["response_body"]))
 
 
 def _begin(ctx: ApiContext, diamond_id: int, scoped_key: str, requested_by: str,
@@ -100,8 +104,8 @@ def purchase(ctx: ApiContext, diamond_id: int, key: str, requested_by: str, *,
         order_id = feed.order(offer_id, reference=reference or key, comment=comment)
     except (FeedTransientError, FeedPermanentError) as exc:
         status, code = status_for(exc)
-        answer = PurchaseAnswer(status, error_body(code, f"the feed did not confirm the order: {exc}"))
-        _finish(ctx, purchase_id, "failed", answer, error=str(exc)[:500])
+        answer = PurchaseAnswer.of(status, error_body(code, f"the feed did not confirm the order: {exc}"))
+        _finish(ctx, diamond_id, purchase_id, answer, error=str(exc)[:500])
         return answer
     now = ctx.now()
     body = {
@@ -109,8 +113,9 @@ def purchase(ctx: ApiContext, diamond_id: int, key: str, requested_by: str, *,
         "price": None if price is None else str(price), "idempotency_key": key, "reference": reference,
         "placed_at": now.isoformat(),
     }
-    answer = PurchaseAnswer(201, body)
+    answer = PurchaseAnswer.of(201, body)
     with ctx.db.transaction() as conn:
+        conn.execute(Q.lock_diamond, {"id": diamond_id})  # lock order: the stone first (see holds.py)
         _record(conn, purchase_id, "placed", answer, order_id=order_id, now=now)
         conn.execute(Q.release_active_holds, {"diamond_id": diamond_id, "now": now, "reason": "purchased"})
         conn.execute(Q.set_availability, {
@@ -125,10 +130,11 @@ def _record(conn: Any, purchase_id: int, status: str, answer: PurchaseAnswer, *,
             order_id: str | None = None, error: str | None = None) -> None:
     conn.execute(Q.finish_purchase, {
         "id": purchase_id, "status": status, "feed_order_id": order_id, "error": error, "now": now,
-        "response_status": answer.status, "response_body": Jsonb(answer.body),
+        "response_status": answer.status, "response_body": answer.body,
     })
 
 
-def _finish(ctx: ApiContext, purchase_id: int, status: str, answer: PurchaseAnswer, *, error: str) -> None:
+def _finish(ctx: ApiContext, diamond_id: int, purchase_id: int, answer: PurchaseAnswer, *, error: str) -> None:
     with ctx.db.transaction() as conn:
-        _record(conn, purchase_id, status, answer, now=ctx.now(), error=error)
+        conn.execute(Q.lock_diamond, {"id": diamond_id})
+        _record(conn, purchase_id, "failed", answer, now=ctx.now(), error=error)

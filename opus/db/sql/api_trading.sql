@@ -37,10 +37,9 @@ SET status = %(status)s, feed_hold_id = %(feed_hold_id)s, held_until = %(held_un
 WHERE id = %(id)s
 RETURNING *
 
--- name: lock_active_hold
+-- name: active_hold
 SELECT * FROM hold_history
 WHERE diamond_id = %(diamond_id)s AND status = 'active'
-FOR UPDATE NOWAIT
 
 -- name: release_active_holds
 UPDATE hold_history SET status = 'released', released_at = %(now)s, reason = %(reason)s

@@ -116,7 +116,7 @@ WHERE queue = %(queue)s
 GROUP BY state
 
 -- name: dead_letters
-SELECT id, message_id, body, delivery_count, dead_reason, enqueued_at, finished_at
+SELECT id, message_id, body, delivery_count, dead_reason AS reason, enqueued_at, finished_at
 FROM queue_messages
 WHERE queue = %(queue)s AND state = 'dead'
 ORDER BY finished_at, id

@@ -12,8 +12,11 @@ SET payload = EXCLUDED.payload, payload_hash = EXCLUDED.payload_hash, run_id = E
 WHERE r.payload_hash IS DISTINCT FROM EXCLUDED.payload_hash
 
 -- name: mark_seen
--- A full run must know every stone it saw, changed or not, to find the ones that disappeared.
-UPDATE raw_diamonds_nivoda SET seen_run_id = %(run_id)s
+-- A full run must know every stone it saw, changed or not, to find the ones that disappeared; and it
+-- reconsolidates every stone, so that a change of mapping or pricing reaches unchanged payloads too (the
+-- upsert into diamonds still skips rows whose content did not change).
+UPDATE raw_diamonds_nivoda
+SET seen_run_id = %(run_id)s, pending = true, claimed_by = NULL, claimed_until = NULL
 WHERE supplier_stone_id = ANY(%(stone_ids)s::text[]) AND seen_run_id <> %(run_id)s
 
 -- name: claim_batch

@@ -108,3 +108,7 @@ WHERE run_id = %(run_id)s AND status = 'failed'
 
 -- name: delete_run
 DELETE FROM run_metadata WHERE run_id = %(run_id)s AND status = 'failed'
+
+-- name: last_completed_full_run
+SELECT max(finished_at) AS finished_at FROM run_metadata
+WHERE feed = %(feed)s AND run_type = 'full' AND status = 'completed'

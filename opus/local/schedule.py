@@ -1,0 +1,70 @@
+"""The nightly schedule, in-process: what the Azure timer trigger does, for `opus serve`.
+
+A thread sleeps until the next cron time (UTC), then starts the scheduled run. Between firings it fails
+overdue runs so that a stuck run cannot block the next night's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+
+from croniter import croniter
+
+from opus.errors import ConflictError
+from opus.pipeline.deps import PipelineDeps
+from opus.pipeline.runs import expire_overdue_runs
+from opus.pipeline.scheduler import schedule_run, scheduled_run_type
+
+logger = logging.getLogger(__name__)
+
+HOUSEKEEPING_S = 60.0
+
+
+def next_fire(cron: str, after: datetime) -> datetime:
+    fire: datetime = croniter(cron, after).get_next(datetime)
+    return fire
+
+
+class NightlySchedule:
+    def __init__(self, deps: PipelineDeps, cron: str) -> None:
+        self._deps = deps
+        self._cron = cron
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="schedule", daemon=True)
+        self.next_at = next_fire(cron, deps.clock.now())
+
+    def start(self) -> None:
+        logger.info("schedule started", extra={"cron": self._cron, "next_at": self.next_at.isoformat()})
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def fire(self) -> str | None:
+        """Start the scheduled run now; None when one is already active."""
+        run_type = scheduled_run_type(self._deps)
+        try:
+            plan = schedule_run(self._deps, run_type, trigger="schedule")
+        except ConflictError:
+            logger.warning("scheduled run skipped: a run is already active")
+            return None
+        return plan.run_id
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            now = self._deps.clock.now()
+            if now >= self.next_at:
+                try:
+                    self.fire()
+                except Exception:  # a database or feed outage must not end the schedule
+                    logger.exception("scheduled run could not start")
+                self.next_at = next_fire(self._cron, now)
+                continue
+            try:
+                expire_overdue_runs(self._deps)
+            except Exception:
+                logger.exception("housekeeping failed")
+            self._stop.wait(min(HOUSEKEEPING_S, (self.next_at - now).total_seconds()))

@@ -1,0 +1,72 @@
+"""`opus serve`: the API (and dashboard), the queue consumers and the nightly schedule in one process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from opus.api.app import create_app
+from opus.config import Settings
+from opus.local.runtime import LocalRuntime
+from opus.local.schedule import NightlySchedule
+
+logger = logging.getLogger(__name__)
+
+DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "static_dashboard"
+
+
+def build_app(runtime: LocalRuntime) -> FastAPI:
+    app = create_app(db=runtime.db, settings=runtime.settings, feed=runtime.deps.feed, control=runtime.control)
+    if DASHBOARD_DIR.is_dir():
+        app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard")
+    return app
+
+
+def serve(
+    settings: Settings, *, host: str, port: int, runtime: LocalRuntime | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight messages finish, unfinished ones stay queued for next time."""
+    owned = runtime is None
+    rt = runtime or LocalRuntime(settings)
+    try:
+        app = build_app(rt)
+        rt.start_consumers(workers=settings.max_workers, consolidators=1)
+        schedule = NightlySchedule(rt.deps, settings.schedule)
+        schedule.start()
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+        server = uvicorn.Server(config)
+        if on_ready:
+            _call_when_started(server, lambda: on_ready(f"http://{host}:{_bound_port(server, port)}"))
+        try:
+            server.run()
+        finally:
+            schedule.stop()
+            rt.stop_consumers()
+    finally:
+        if owned:
+            rt.close()
+
+
+def _bound_port(server: uvicorn.Server, default: int) -> int:
+    for s in server.servers:
+        for sock in s.sockets:
+            return int(sock.getsockname()[1])
+    return default
+
+
+def _call_when_started(server: uvicorn.Server, callback: Callable[[], None]) -> None:
+    """uvicorn has no ready hook: wrap its startup to call back once it listens."""
+    startup = server.startup
+
+    async def started(sockets: object = None) -> None:
+        await startup(sockets=sockets)  # type: ignore[arg-type]
+        if server.started:
+            callback()
+
+    server.startup = started  # type: ignore[method-assign]
