@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     nivoda_username: str = "sandbox"
     nivoda_password: SecretStr = SecretStr("sandbox")
     nivoda_timeout_s: float = Field(default=60.0, gt=0, description="Per request; real requests take up to 45 s.")
+    nivoda_read_attempts: int = Field(default=3, ge=1, le=10, description="Tries of a read before it fails.")
     nivoda_rate_limit_per_s: float = Field(default=25.0, gt=0, description="Per process, across all workers.")
 
     # --- pipeline -------------------------------------------------------------------------------------

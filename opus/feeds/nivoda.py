@@ -105,6 +105,7 @@ class NivodaClient:
             settings.nivoda_username,
             settings.nivoda_password.get_secret_value(),
             timeout_s=settings.nivoda_timeout_s,
+            read_attempts=settings.nivoda_read_attempts,
             rate_limit_per_s=settings.nivoda_rate_limit_per_s,
         )
 

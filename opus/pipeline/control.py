@@ -52,7 +52,7 @@ class LocalPipelineControl:
         try:
             with self._deps.db.transaction() as conn:
                 conn.execute(RUNS.reopen_run, {"run_id": run_id, "deadline_at": deadline})
-                resumed = conn.execute(RUNS.reset_failed_partitions, {"run_id": run_id}).fetchall()
+                resumed = conn.execute(RUNS.resume_unfinished_partitions, {"run_id": run_id}).fetchall()
         except psycopg.errors.UniqueViolation:
             raise ConflictError("another run of this feed is active") from None
         attempt = uuid.uuid4().hex[:8]

@@ -46,7 +46,7 @@ def insert_diamonds(db: Database, rows: list[dict[str, Any]]) -> list[int]:
             query = "INSERT INTO diamonds ({}) VALUES ({}) RETURNING id".format(
                 ", ".join(columns), ", ".join(f"%({c})s" for c in columns)
             )
-            ids.append(int(conn.execute(query, row).fetchone()["id"]))  # type: ignore[index, arg-type]
+            ids.append(int(conn.execute(query, row).fetchone()["id"]))  # type: ignore[index]
     return ids
 
 

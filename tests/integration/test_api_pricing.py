@@ -140,7 +140,8 @@ def test_crud_and_errors(client: TestClient, auth: Auth) -> None:
                        headers=auth("admin"))
     assert moved.status_code == 409
     assert client.get(f"{RULES}/999", headers=auth("read")).status_code == 404
-    assert client.put(f"{RULES}/999", json={"priority": 4, "markup_ratio": "1"}, headers=auth("admin")).status_code == 404
+    missing = client.put(f"{RULES}/999", json={"priority": 4, "markup_ratio": "1"}, headers=auth("admin"))
+    assert missing.status_code == 404
     assert client.delete(f"{RULES}/999", headers=auth("admin")).status_code == 404
     assert client.delete(f"{RULES}/{created['id']}", headers=auth("admin")).status_code == 200
     assert client.get(f"{RULES}/{created['id']}", headers=auth("read")).status_code == 404

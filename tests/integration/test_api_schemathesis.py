@@ -8,6 +8,7 @@ the app needs the per-test database fixture and schemathesis' lazy-fixture mode 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import schemathesis
 from api_conftest import stones_from_sandbox
@@ -27,7 +28,7 @@ from opus.feeds.nivoda import NivodaClient
 from opus.local.runtime import LocalRuntime
 from opus.sandbox.runner import RunningSandbox
 
-EXAMPLES_PER_OPERATION = 300
+EXAMPLES_PER_OPERATION = 40
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -47,16 +48,16 @@ def test_the_api_honours_its_openapi_document(
         schema = schemathesis.openapi.from_asgi(OPENAPI_URL, app)
         headers = {"X-API-Key": keys["admin"]}
         statuses: Counter[int] = Counter()
-        operations = [result.ok() for result in schema.get_all_operations()]
+        operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
         for operation in operations:
 
             @given(case=operation.as_strategy())
             @hypothesis_settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True,
                                  database=None, suppress_health_check=list(HealthCheck))
-            def conforms(case: schemathesis.Case) -> None:
+            def conforms(case: schemathesis.Case[Any]) -> None:
                 response = case.call_and_validate(headers=headers, checks=CHECKS)
                 statuses[response.status_code] += 1
 
             conforms()
     assert len(operations) >= 22
-    assert statuses[200] and statuses[201] and statuses[422], f"the run reached real work: {statuses}"
+    assert all(statuses[code] for code in (200, 201, 422)), f"the run reached real work: {statuses}"

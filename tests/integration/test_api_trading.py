@@ -20,7 +20,7 @@ from opus.sandbox.runner import RunningSandbox
 
 def _rows(db: Database, query: str, *params: Any) -> list[dict[str, Any]]:
     with db.connection() as conn:
-        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+        return conn.execute(query, params).fetchall()
 
 
 def _stone(db: Database, diamond_id: int) -> dict[str, Any]:
@@ -175,7 +175,8 @@ def test_a_purchase_needs_an_idempotency_key(make_client: AppFactory, nivoda: Ni
     response = client.post(f"/api/v2/diamonds/{stone}/purchase", headers=auth("trade"))
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "idempotency_key_required"
-    response = client.post(f"/api/v2/diamonds/{stone}/purchase", headers={**auth("trade"), "Idempotency-Key": "x" * 201})
+    too_long = {**auth("trade"), "Idempotency-Key": "x" * 201}
+    response = client.post(f"/api/v2/diamonds/{stone}/purchase", headers=too_long)
     assert response.status_code == 400
 
 

@@ -51,9 +51,11 @@ SET status = %(status)s, error = %(error)s, finished_at = now(), updated_at = no
 WHERE run_id = %(run_id)s AND partition = %(partition)s AND status IN ('pending', 'running')
   AND (%(offset)s::int IS NULL OR next_offset = %(offset)s)
 
--- name: reset_failed_partitions
+-- name: resume_unfinished_partitions
+-- Failed partitions, and those cut short when the run failed (their messages were dropped), resume where
+-- they stopped.
 UPDATE partition_progress SET status = 'running', error = NULL, finished_at = NULL, updated_at = now()
-WHERE run_id = %(run_id)s AND status = 'failed'
+WHERE run_id = %(run_id)s AND status <> 'succeeded'
 RETURNING partition, next_offset
 
 -- name: set_run_status

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of Opus; see bench/README.md."""
