@@ -37,6 +37,8 @@ def main(log_level: str) -> None:
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One line per feed request drowns everything else; our client logs what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @main.group()

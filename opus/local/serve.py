@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
@@ -44,13 +47,29 @@ def serve(
         if on_ready:
             _call_when_started(server, lambda: on_ready(f"http://{host}:{_bound_port(server, port)}"))
         try:
-            server.run()
+            with _signals_end_the_server_only():
+                server.run()
         finally:
             schedule.stop()
             rt.stop_consumers()
     finally:
         if owned:
             rt.close()
+
+
+@contextmanager
+def _signals_end_the_server_only() -> Iterator[None]:
+    """uvicorn re-raises SIGINT/SIGTERM once it has shut down, which would kill the process before the
+    consumers finish their messages. It re-raises into the handlers it found, so install quiet ones first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda _s, _f: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _bound_port(server: uvicorn.Server, default: int) -> int:
