@@ -43,11 +43,13 @@ def test_keys_create_list_revoke(cli_env: CliRunner, db: Database) -> None:
     assert key.startswith("opus_")
     listed = cli_env.invoke(main, ["keys", "list"])
     [row] = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert row["name"] == "shop" and row["scope"] == "trade"
+    assert row["name"] == "shop"
+    assert row["scope"] == "trade"
     assert key not in listed.stdout, "the key itself is never listed"
     with db.connection() as conn:
         stored = conn.execute("SELECT digest, prefix FROM api_keys").fetchone()
-    assert stored is not None and key not in (stored["digest"], stored["prefix"])
+    assert stored is not None
+    assert key not in (stored["digest"], stored["prefix"])
     revoked = cli_env.invoke(main, ["keys", "revoke", row["prefix"]])
     assert revoked.exit_code == 0, revoked.output
     again = cli_env.invoke(main, ["keys", "revoke", row["prefix"]])

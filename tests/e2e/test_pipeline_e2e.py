@@ -13,8 +13,8 @@ from opus.db.pool import Database
 from opus.domain.models import Diamond, PricingRule, RunType
 from opus.domain.pricing import PricingEngine
 from opus.local.run_once import follow_run, run_once
-from opus.pipeline.scheduler import schedule_run
 from opus.local.runtime import LocalRuntime
+from opus.pipeline.scheduler import schedule_run
 from opus.sandbox.generator import Stone
 from opus.sandbox.runner import RunningSandbox, run_sandbox
 

@@ -83,7 +83,8 @@ def test_serve_works_a_run_and_stops_on_sigterm_without_losing_a_message(
             time.sleep(0.5)
         assert run_status(db, run_id) == "completed"
         found = httpx.get(f"{base}/api/v2/diamonds", params={"limit": 5}, headers={"X-API-Key": key})
-        assert found.status_code == 200 and len(found.json()["items"]) == 5
+        assert found.status_code == 200
+        assert len(found.json()["items"]) == 5
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

@@ -84,7 +84,8 @@ def test_the_same_message_twice_stores_its_page_once(runtime: LocalRuntime, db: 
     handle_work_item(runtime.deps, first.body)  # a duplicate delivery of the same page
     after_two = partition(db, plan.run_id, 0)
     assert after_one["next_offset"] == after_two["next_offset"] == 50
-    assert after_two["pages"] == 1 and raw_count(db) == rows == 50
+    assert after_two["pages"] == 1
+    assert raw_count(db) == rows == 50
     continuations = [m for m in take(runtime) if m.body["partition"] == 0]
     assert [m.body["offset"] for m in continuations] == [50], "the continuation is sent once"
 
@@ -156,7 +157,9 @@ def test_concurrent_completions_enqueue_one_consolidation(runtime: LocalRuntime,
     assert not errors
     assert outcomes == ["consolidating"] * 8
     with db.connection() as conn:
-        sent = conn.execute("SELECT count(*) AS n FROM queue_messages WHERE queue = %s", (CONSOLIDATE_QUEUE,)).fetchone()
+        sent = conn.execute(
+            "SELECT count(*) AS n FROM queue_messages WHERE queue = %s", (CONSOLIDATE_QUEUE,)
+        ).fetchone()
         run = conn.execute("SELECT status FROM run_metadata WHERE run_id = %s", (plan.run_id,)).fetchone()
     assert sent == {"n": 1}
     assert run == {"status": "consolidating"}
@@ -164,7 +167,8 @@ def test_concurrent_completions_enqueue_one_consolidation(runtime: LocalRuntime,
         marked = conn.execute(
             "SELECT consolidation_enqueued_at FROM run_metadata WHERE run_id = %s", (plan.run_id,)
         ).fetchone()
-    assert marked is not None and marked["consolidation_enqueued_at"] is not None
+    assert marked is not None
+    assert marked["consolidation_enqueued_at"] is not None
 
 
 def test_a_failed_partition_fails_the_run(runtime: LocalRuntime, db: Database) -> None:
@@ -216,7 +220,8 @@ def test_consolidator_takes_over_expired_claims(runtime: LocalRuntime, db: Datab
     assert consolidate_batch(runtime.deps, run_id, "nivoda", "live") is None, "claims still valid"
     threading.Event().wait(0.6)
     result = consolidate_batch(runtime.deps, run_id, "nivoda", "live")
-    assert result is not None and result.consolidated == 40
+    assert result is not None
+    assert result.consolidated == 40
     assert len(diamonds(db)) == 40
 
 
@@ -226,7 +231,8 @@ def test_duplicate_keys_in_one_batch_keep_the_latest(runtime: LocalRuntime, db: 
     newer = item | {"price": 123_456}
     store_raw(db, "00000000-0000-0000-0000-000000000002", {"key-a": older, "key-b": newer})
     result = consolidate_batch(runtime.deps, "00000000-0000-0000-0000-000000000002", "nivoda", "c1")
-    assert result is not None and result.consolidated == 1
+    assert result is not None
+    assert result.consolidated == 1
     [row] = diamonds(db).values()
     assert str(row["feed_price"]) == "1234.56"
 
@@ -237,7 +243,8 @@ def test_a_broken_record_is_logged_and_the_rest_stored(runtime: LocalRuntime, db
     rows = {i["diamond"]["id"]: i for i in items[1:]} | {"broken": broken}
     store_raw(db, "00000000-0000-0000-0000-000000000003", rows)
     result = consolidate_batch(runtime.deps, "00000000-0000-0000-0000-000000000003", "nivoda", "c1")
-    assert result is not None and (result.consolidated, result.errors) == (4, 1)
+    assert result is not None
+    assert (result.consolidated, result.errors) == (4, 1)
     assert set(diamonds(db)) == {i["diamond"]["id"] for i in items[1:]}
     with db.connection() as conn:
         errors = conn.execute("SELECT supplier_stone_id, field, message FROM error_logs").fetchall()

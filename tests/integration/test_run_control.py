@@ -156,7 +156,8 @@ def test_the_page_cap_stops_a_runaway_partition(db: Database, database_url: str,
     with db.connection() as conn:
         errors = [r["error"] for r in conn.execute(
             "SELECT error FROM partition_progress WHERE run_id = %s AND status = 'failed'", (plan.run_id,))]
-    assert errors and all("page cap of 2" in e for e in errors)
+    assert errors
+    assert all("page cap of 2" in e for e in errors)
 
 
 def test_a_run_past_its_deadline_fails(db: Database, database_url: str, sandbox: RunningSandbox) -> None:

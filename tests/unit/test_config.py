@@ -39,7 +39,9 @@ def test_database_parts_build_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_HOST", "db.internal")
     monkeypatch.setenv("DATABASE_PASSWORD", "pw")
     url = load_settings().configured_database_url
-    assert url is not None and "host=db.internal" in url and "password=pw" in url
+    assert url is not None
+    assert "host=db.internal" in url
+    assert "password=pw" in url
 
 
 @pytest.mark.parametrize(
