@@ -1,76 +1,105 @@
-"""Trigger routes: admin only, 503 without pipeline control, and wired to the real local control.
-
-The pipeline's own behaviour behind these routes is tested with the pipeline; here only the HTTP contract.
-"""
+"""The trigger routes driving the real pipeline (local queue, sandbox over HTTP): start, retry, consolidate,
+delete, with their conflicts."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from api_conftest import AppFactory, Auth
+from api_conftest import AppFactory
 from fastapi.testclient import TestClient
 
-from opus.config import Settings
+from opus.config import load_settings
 from opus.db.pool import Database
-from opus.feeds.nivoda import NivodaClient
+from opus.local.run_once import follow_run
 from opus.local.runtime import LocalRuntime
+from opus.sandbox.runner import RunningSandbox
 
-TRIGGERS = {
-    "run": {"type": "full"},
-    "consolidate": {"run_id": "00000000-0000-0000-0000-000000000001", "force": True},
-    "retry-partitions": {"run_id": "00000000-0000-0000-0000-000000000001"},
-    "delete-run": {"run_id": "00000000-0000-0000-0000-000000000001"},
-}
-
-
-@pytest.mark.parametrize("name", sorted(TRIGGERS))
-def test_triggers_need_the_admin_scope(client: TestClient, auth: Auth, name: str) -> None:
-    path = f"/api/v2/triggers/{name}"
-    assert client.post(path, json=TRIGGERS[name]).status_code == 401
-    for scope in ("read", "trade"):
-        response = client.post(path, json=TRIGGERS[name], headers=auth(scope))
-        assert response.status_code == 403
-        assert response.json()["error"]["code"] == "forbidden"
-
-
-@pytest.mark.parametrize("name", sorted(TRIGGERS))
-def test_without_pipeline_control_triggers_are_503(client: TestClient, auth: Auth, name: str) -> None:
-    response = client.post(f"/api/v2/triggers/{name}", json=TRIGGERS[name], headers=auth("admin"))
-    assert response.status_code == 503
-    assert response.json()["error"]["code"] == "control_unavailable"
-
-
-@pytest.mark.parametrize(
-    ("name", "body"),
-    [("run", {"type": "weekly"}), ("run", {}), ("consolidate", {"run_id": "x"}), ("delete-run", {"run_id": 5}),
-     ("retry-partitions", {"run_id": str(uuid.UUID(int=1)), "extra": True})],
-)
-def test_malformed_trigger_bodies_are_422(client: TestClient, auth: Auth, name: str, body: object) -> None:
-    response = client.post(f"/api/v2/triggers/{name}", json=body, headers=auth("admin"))
-    assert response.status_code == 422
+Auth = Callable[[str], dict[str, str]]
 
 
 @pytest.fixture
-def runtime(db: Database, settings: Settings, nivoda: NivodaClient) -> Iterator[LocalRuntime]:
-    with LocalRuntime(settings, db=db, feed=nivoda) as rt:
+def runtime(db: Database, database_url: str, sandbox: RunningSandbox) -> Iterator[LocalRuntime]:
+    settings = load_settings(
+        database_url=database_url, nivoda_endpoint=sandbox.endpoint, nivoda_rate_limit_per_s=10_000,
+        min_records_per_worker=20, max_workers=3, queue_max_deliveries=1, nivoda_read_attempts=1,
+    )
+    with LocalRuntime(settings, db=db) as rt:
         yield rt
 
 
-def test_triggers_reach_the_pipeline_control(make_client: AppFactory, runtime: LocalRuntime, auth: Auth) -> None:
-    client = make_client(control=runtime.control)
-    started = client.post("/api/v2/triggers/run", json={"type": "full"}, headers=auth("admin"))
-    assert started.status_code == 202, started.text
-    run_id = started.json()["run_id"]
-    assert uuid.UUID(run_id)
-    again = client.post("/api/v2/triggers/run", json={"type": "incremental"}, headers=auth("admin"))
-    assert again.status_code == 409, "one active run per feed"
-    assert again.json()["error"]["code"] == "conflict"
-    deleting = client.post("/api/v2/triggers/delete-run", json={"run_id": run_id}, headers=auth("admin"))
-    assert deleting.status_code == 409, "a running run cannot be deleted"
-    unknown = client.post("/api/v2/triggers/consolidate", json={"run_id": str(uuid.uuid4())}, headers=auth("admin"))
-    assert unknown.status_code == 404
-    run = client.get(f"/api/v2/analytics/runs/{run_id}", headers=auth("read")).json()
-    assert run["trigger"] == "api"
-    assert run["partitions"], "the plan's partitions are visible"
+@pytest.fixture
+def api(make_client: AppFactory, runtime: LocalRuntime) -> TestClient:
+    return make_client(control=runtime.control)
+
+
+def start(api: TestClient, auth: Auth, kind: str = "full") -> str:
+    response = api.post("/api/v2/triggers/run", json={"type": kind}, headers=auth("admin"))
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    assert body["type"] == kind
+    return str(body["run_id"])
+
+
+def test_start_a_run_and_refuse_a_second_while_it_is_active(
+    api: TestClient, auth: Auth, runtime: LocalRuntime, sandbox: RunningSandbox
+) -> None:
+    run_id = start(api, auth)
+    again = api.post("/api/v2/triggers/run", json={"type": "incremental"}, headers=auth("admin"))
+    assert again.status_code == 409
+    assert "already active" in again.json()["error"]["message"]
+    assert follow_run(runtime, run_id, workers=2, poll_s=0.1)["status"] == "completed"
+    detail = api.get(f"/api/v2/analytics/runs/{run_id}", headers=auth("admin")).json()
+    assert detail["status"] == "completed"
+    assert len(sandbox.inventory.stones()) == sum(p["rows_fetched"] for p in detail["partitions"])
+
+
+def test_a_bad_run_type_is_a_422(api: TestClient, auth: Auth) -> None:
+    response = api.post("/api/v2/triggers/run", json={"type": "weekly"}, headers=auth("admin"))
+    assert response.status_code == 422
+
+
+def test_trade_scope_cannot_trigger(api: TestClient, auth: Auth) -> None:
+    assert api.post("/api/v2/triggers/run", json={"type": "full"}, headers=auth("trade")).status_code == 403
+
+
+def failed_run(api: TestClient, auth: Auth, runtime: LocalRuntime, sandbox: RunningSandbox) -> str:
+    run_id = start(api, auth)
+    sandbox.inventory.faults.configure(fail_next=[500] * 10)
+    try:
+        assert follow_run(runtime, run_id, workers=2, poll_s=0.1)["status"] == "failed"
+    finally:
+        sandbox.inventory.faults.configure()
+    return run_id
+
+
+def test_retry_partitions_then_the_run_completes(
+    api: TestClient, auth: Auth, runtime: LocalRuntime, sandbox: RunningSandbox
+) -> None:
+    run_id = failed_run(api, auth, runtime, sandbox)
+    response = api.post("/api/v2/triggers/retry-partitions", json={"run_id": run_id}, headers=auth("admin"))
+    assert response.status_code == 202, response.text
+    assert response.json()["partitions"] >= 1
+    assert follow_run(runtime, run_id, workers=2, poll_s=0.1)["status"] == "completed"
+    # A completed run can neither be retried nor deleted, and consolidating it again needs force.
+    for route in ("retry-partitions", "delete-run", "consolidate"):
+        refused = api.post(f"/api/v2/triggers/{route}", json={"run_id": run_id}, headers=auth("admin"))
+        assert refused.status_code == 409, route
+    forced = api.post("/api/v2/triggers/consolidate", json={"run_id": run_id, "force": True},
+                      headers=auth("admin"))
+    assert forced.status_code == 202
+
+
+def test_delete_a_failed_run(api: TestClient, auth: Auth, runtime: LocalRuntime, sandbox: RunningSandbox) -> None:
+    run_id = failed_run(api, auth, runtime, sandbox)
+    response = api.post("/api/v2/triggers/delete-run", json={"run_id": run_id}, headers=auth("admin"))
+    assert response.status_code == 200, response.text
+    assert api.get(f"/api/v2/analytics/runs/{run_id}", headers=auth("admin")).status_code == 404
+
+
+def test_unknown_runs_are_404(api: TestClient, auth: Auth) -> None:
+    unknown = "00000000-0000-0000-0000-00000000abcd"
+    for route in ("retry-partitions", "delete-run", "consolidate"):
+        response = api.post(f"/api/v2/triggers/{route}", json={"run_id": unknown}, headers=auth("admin"))
+        assert response.status_code == 404, route
