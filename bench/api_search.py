@@ -68,7 +68,10 @@ async def follow(client: httpx.AsyncClient, params: dict[str, str], pages: int) 
     for _ in range(pages):
         response = await client.get(SEARCH, params=query)
         response.raise_for_status()
-        query = {**params, "next": response.json()["next"]}
+        cursor = response.json()["next"]
+        if cursor is None:
+            raise RuntimeError(f"fewer than {pages} pages match {params}: load more diamonds")
+        query = {**params, "next": cursor}
     return urlencode(query)
 
 

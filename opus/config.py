@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     hmac_secrets: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description='JSON object {"client_id": "secret"}.'
     )
+    hmac_scopes: Annotated[dict[str, Literal["read", "trade", "admin"]], NoDecode] = Field(
+        default_factory=dict, description='JSON {"client_id": "read|trade|admin"}; an unlisted HMAC client is admin.'
+    )
     rate_limit_per_minute: int = Field(default=600, ge=1)
 
     # --- alerts and telemetry -------------------------------------------------------------------------
@@ -96,6 +99,16 @@ class Settings(BaseSettings):
             isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
         ):
             raise ValueError('must be a JSON object {"client_id": "secret"} with non-empty string secrets')
+        return value
+
+    @field_validator("hmac_scopes", mode="before")
+    @classmethod
+    def _parse_hmac_scopes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"must be a JSON object of client id to scope: {exc.msg}") from exc
         return value
 
     @field_validator("schedule")

@@ -21,6 +21,7 @@ from opus.api.schemas.common import error_responses
 from opus.api.security import Authenticator, AuthMiddleware
 from opus.config import Settings
 from opus.db.pool import Database
+from opus.domain.auth import Scope as AccessScope
 from opus.ports import Feed, PipelineControl
 
 API_PREFIX = "/api/v2"
@@ -33,10 +34,11 @@ DESCRIPTION = """\
 The Opus diamond inventory: search stones, hold and buy them, manage pricing rules, watch and trigger the pipeline.
 
 **Credentials** (every route except `/health`): an `X-API-Key` header, or an HMAC signature (`X-Client-Id`,
-`X-Timestamp`, `X-Signature`). Scopes: `read` (search, stones, analytics, pricing rules), `trade` (read plus
-holds, purchases, availability), `admin` (everything, including triggers and pricing-rule changes).
-Missing or invalid credentials give 401, a scope that does not cover the route 403, more than the configured
-requests per minute per credential 429 with `Retry-After`.
+`X-Timestamp`, `X-Signature`; HMAC clients have the admin scope). Scopes: `read` (search, stones, analytics,
+pricing rules), `trade` (read plus holds, purchases, availability), `admin` (everything, including triggers and
+pricing-rule changes). Missing or invalid credentials give 401, a scope that does not cover the route 403, more
+than the configured requests per minute per credential 429 with `Retry-After` (each server instance counts
+separately).
 
 **Errors** always look like `{"error": {"code": "...", "message": "...", "details": ...}}`.
 """
@@ -79,7 +81,7 @@ def create_app(
     app.state.opus = ApiContext(db=db, settings=settings, feed=feed, control=control, clock=now)
     install_error_handlers(app)
 
-    api = APIRouter(prefix=API_PREFIX, responses=error_responses(401, 403, 422, 429, 500))
+    api = APIRouter(prefix=API_PREFIX, responses=error_responses(401, 403, 413, 422, 429, 500))
     for module in (diamonds, analytics, triggers, pricing_rules):
         api.include_router(module.router)
     app.include_router(health.router)
@@ -87,7 +89,10 @@ def create_app(
 
     app.add_middleware(
         AuthMiddleware,
-        authenticator=Authenticator(db, settings.hmac_secrets, now),
+        authenticator=Authenticator(
+            db, settings.hmac_secrets, now,
+            hmac_scopes={client: AccessScope(scope) for client, scope in settings.hmac_scopes.items()},
+        ),
         limiter=RateLimiter(settings.rate_limit_per_minute, lambda: now().timestamp()),
         is_protected=is_protected,
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
+import psycopg_pool
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -25,6 +27,7 @@ from opus.errors import (
 )
 
 log = logging.getLogger(__name__)
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -117,6 +120,16 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, message, headers=dict(exc.headers or {}) or None)
 
 
+def database_unavailable() -> JSONResponse:
+    return error_response(503, "the database could not serve the request; retry later", code="database_unavailable",
+                          headers={"Retry-After": "5"})
+
+
+def _database_error(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("api request failed: database unavailable", extra={"error": type(exc).__name__})
+    return database_unavailable()
+
+
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error in api request", exc_info=exc)
     return error_response(500, "internal error")
@@ -126,4 +139,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OpusError, _opus_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # A lost connection or an exhausted pool passes; anything else psycopg raises is a bug and stays a 500.
+    for exc_type in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(exc_type, _database_error)
     app.add_exception_handler(Exception, _unexpected)

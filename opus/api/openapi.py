@@ -40,6 +40,11 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "sent plus `?` and the raw query string when there is one. Each signature is accepted once.",
     },
 }
+# Shared enums defined in the domain, which has no reason to carry API wording.
+ENUM_DESCRIPTIONS = {
+    "Availability": "Whether a stone can be bought: AVAILABLE, ON_HOLD, SOLD, MEMO, or UNKNOWN when the feed "
+    "says something else.",
+}
 SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"HmacClientId": [], "HmacTimestamp": [], "HmacSignature": []}]
 
 
@@ -78,7 +83,11 @@ def build_openapi(app: FastAPI, is_protected: Any) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes,
         tags=app.openapi_tags,
     )
-    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    components = schema.setdefault("components", {})
+    components["securitySchemes"] = SECURITY_SCHEMES
+    for name, description in ENUM_DESCRIPTIONS.items():
+        if name in components.get("schemas", {}):
+            components["schemas"][name].setdefault("description", description)
     scopes = route_scopes(app)
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():

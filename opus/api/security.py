@@ -19,7 +19,7 @@ from fastapi import Request
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from opus.api.errors import ApiError, error_response
+from opus.api.errors import DATABASE_UNAVAILABLE, ApiError, database_unavailable, error_response
 from opus.api.ratelimit import RateLimiter
 from opus.db.pool import Database
 from opus.db.queries import Queries
@@ -38,7 +38,8 @@ CHALLENGE = (
 MAX_SIGNED_BODY = 1_048_576  # HMAC needs the whole body in memory before the route runs
 TOUCH_INTERVAL_S = 60.0
 PRUNE_INTERVAL_S = 60.0
-# HMAC clients are operators' own systems configured by hand in HMAC_SECRETS, hence the full scope.
+# HMAC clients are operators' own systems configured by hand in HMAC_SECRETS, hence the full scope unless
+# `hmac_scopes` names another for a client.
 HMAC_SCOPE = AccessScope.ADMIN
 
 
@@ -58,9 +59,13 @@ def _unauthorized(message: str) -> ApiError:
 class Authenticator:
     """Checks credentials against the database (keys) and the settings (HMAC secrets)."""
 
-    def __init__(self, db: Database, hmac_secrets: Mapping[str, str], clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, db: Database, hmac_secrets: Mapping[str, str], clock: Callable[[], datetime], *,
+        hmac_scopes: Mapping[str, AccessScope] | None = None,
+    ) -> None:
         self._db = db
         self._secrets = dict(hmac_secrets)
+        self._hmac_scopes = dict(hmac_scopes or {})
         self._clock = clock
         self._lock = threading.Lock()
         self._touched: dict[int, float] = {}
@@ -116,7 +121,7 @@ class Authenticator:
         ):
             raise _unauthorized("invalid signature")
         self._remember(client_id, signature.strip().lower(), timestamp, now)
-        return Principal(f"hmac:{client_id}", client_id, HMAC_SCOPE)
+        return Principal(f"hmac:{client_id}", client_id, self._hmac_scopes.get(client_id, HMAC_SCOPE))
 
     def _remember(self, client_id: str, signature: str, timestamp: int, now: datetime) -> None:
         """Refuse a signature seen before; rows outlive the freshness window, after which they are pruned."""
@@ -173,7 +178,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        signed = auth_needs_body(headers)
+        signed = _needs_body(headers)
         body = b""
         if signed:
             try:
@@ -189,6 +194,9 @@ class AuthMiddleware:
         except ApiError as exc:
             await error_response(exc.status, str(exc), code=exc.code, headers=exc.headers)(scope, receive, send)
             return
+        except DATABASE_UNAVAILABLE:
+            await database_unavailable()(scope, receive, send)
+            return
         decision = self.limiter.check(principal.id)
         if not decision.allowed:
             response = error_response(
@@ -201,7 +209,7 @@ class AuthMiddleware:
         await self.app(scope, _replay(body, receive) if signed else receive, send)
 
 
-def auth_needs_body(headers: Headers) -> bool:
+def _needs_body(headers: Headers) -> bool:
     return API_KEY_HEADER not in headers and SIGNATURE_HEADER in headers
 
 

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from opus.db.pool import Connection
 from opus.db.queries import Queries
 from opus.domain.mapping import MappingError, map_nivoda_item
-from opus.domain.models import PartitionStatus, RunStatus, RunType
+from opus.domain.models import Diamond, PartitionStatus, RunStatus, RunType
 from opus.errors import PermanentError
 from opus.pipeline.deps import PipelineDeps
 from opus.pipeline.diamond_rows import load_pricing_engine, to_staging_row
@@ -95,24 +95,25 @@ def consolidate_batch(deps: PipelineDeps, run_id: str, feed: str, claimant: str)
             RAW.claim_batch,
             {"claimant": claimant, "ttl_s": settings.claim_ttl_seconds, "limit": settings.consolidator_batch_size},
         ).fetchall()
-        engine = load_pricing_engine(conn)
     if not claimed:
         return None
-    staged: dict[tuple[str, str], tuple[object, ...]] = {}
+    mapped: dict[tuple[str, str], Diamond] = {}
     failures: list[tuple[dict[str, object], MappingError]] = []
-    unpriced = 0
     for row in sorted(claimed, key=lambda r: r["id"]):
-        mapped = map_nivoda_item(row["payload"], feed)
-        if isinstance(mapped, MappingError):
-            failures.append((row, mapped))
-            continue
-        staging_row, priced = to_staging_row(mapped, engine, run_id)
-        unpriced += not priced
-        staged[(mapped.feed, mapped.supplier_stone_id)] = staging_row  # duplicates in a batch: last wins
+        result = map_nivoda_item(row["payload"], feed)
+        if isinstance(result, MappingError):
+            failures.append((row, result))
+        else:
+            mapped[(result.feed, result.supplier_stone_id)] = result  # duplicates in a batch: the latest wins
     with deps.db.transaction() as conn:
+        # Rules are read and applied under a share lock: a rule change (which reprices set-based) waits for
+        # this batch, and this batch waits for it, so stale prices can never overwrite fresh ones.
+        conn.execute(SQL.lock_rules)
+        engine = load_pricing_engine(conn)
+        rows = [to_staging_row(d, engine, run_id) for d in mapped.values()]
         conn.execute(SQL.create_staging)
         with conn.cursor().copy(SQL.copy_staging) as copy:
-            for staging_row in staged.values():
+            for staging_row, _priced in rows:
                 copy.write_row(staging_row)
         conn.execute(SQL.upsert_from_staging)
         conn.execute(RAW.release_batch, {"ids": [r["id"] for r in claimed], "claimant": claimant})
@@ -122,10 +123,11 @@ def consolidate_batch(deps: PipelineDeps, run_id: str, feed: str, claimant: str)
                 {"run_id": run_id, "feed": feed, "source": "mapping", "supplier_stone_id": row["supplier_stone_id"],
                  "field": error.field, "message": str(error), "payload": Jsonb(row["payload"])},
             )
-        conn.execute(RUNS.count_consolidated, {"run_id": run_id, "consolidated": len(staged), "errors": len(failures)})
+        conn.execute(RUNS.count_consolidated, {"run_id": run_id, "consolidated": len(rows), "errors": len(failures)})
+    unpriced = sum(not priced for _row, priced in rows)
     if unpriced:
         logger.warning("diamonds matched no pricing rule", extra={"run_id": run_id, "count": unpriced})
-    return BatchResult(len(staged), len(failures))
+    return BatchResult(len(rows), len(failures))
 
 
 def finalize(deps: PipelineDeps, run_id: str) -> str:

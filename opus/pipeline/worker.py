@@ -70,8 +70,14 @@ def handle_work_item(deps: PipelineDeps, body: JSON, delivery_count: int = 1) ->
         items=items, full_run=part["run_type"] == RunType.FULL,
     )
     if store_page(deps.db, page):
-        logger.debug("page stored", extra={**_ctx(item), "items": len(items)})
-    _continue(deps, WorkItem(item.run_id, item.partition, item.offset + len(items)))
+        _continue(deps, WorkItem(item.run_id, item.partition, item.offset + len(items)))
+        return
+    # Another delivery of this message stored the page first (its page may have been shorter than ours, and
+    # it may have died before sending on): continue from what is stored; the message id deduplicates.
+    with deps.db.connection() as conn:
+        now = conn.execute(Q.get_partition, {"run_id": item.run_id, "partition": item.partition}).fetchone()
+    if now is not None and now["status"] not in TERMINAL:
+        _continue(deps, WorkItem(item.run_id, item.partition, now["next_offset"]))
 
 
 def _query(part: dict[str, Any]) -> FeedQuery:

@@ -1,4 +1,4 @@
-"""Helpers of the REST API tests, importable from test modules (`from api_conftest import ...`):
+"""Shared code of the REST API tests, importable from test modules (`from api_conftest import ...`):
 stones inserted by SQL, HMAC headers, sandbox stones mirrored into the catalogue."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 from opus.db.pool import Database
@@ -48,6 +49,12 @@ def insert_diamonds(db: Database, rows: list[dict[str, Any]]) -> list[int]:
             )
             ids.append(int(conn.execute(query, row).fetchone()["id"]))  # type: ignore[index]
     return ids
+
+
+def assert_unauthorized(response: httpx.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert "ApiKey" in response.headers["www-authenticate"]
 
 
 def hmac_headers(method: str, path_with_query: str, body: bytes = b"", *, timestamp: int | None = None,

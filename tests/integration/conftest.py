@@ -1,5 +1,5 @@
 """Fixtures of the REST API tests: apps on the test database, keys of each scope, a sandbox-backed Nivoda
-client for trading. Plain helpers live in api_conftest.py."""
+client for trading. Plain functions and constants live in api_conftest.py."""
 
 from __future__ import annotations
 

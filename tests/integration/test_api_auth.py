@@ -1,4 +1,4 @@
-"""Credentials, scopes, rate limits and the OpenAPI document's promises about them."""
+"""Credentials (API keys, HMAC signatures), scopes and rate limits."""
 
 from __future__ import annotations
 
@@ -7,21 +7,21 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from api_conftest import HMAC_CLIENT, AppFactory, Auth, hmac_headers
+from api_conftest import HMAC_CLIENT, AppFactory, Auth, assert_unauthorized, hmac_headers
 from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from opus.api.app import is_protected
 from opus.api.keys import create_key, list_keys, revoke_key
+from opus.api.ratelimit import RateLimiter
+from opus.api.security import Authenticator, AuthMiddleware, Principal
 from opus.db.pool import Database
+from opus.domain.auth import Scope
 
 SEARCH = "/api/v2/diamonds"
-
-
-def _is_unauthorized(response: object) -> None:
-    assert response.status_code == 401, response.text  # type: ignore[attr-defined]
-    body = response.json()  # type: ignore[attr-defined]
-    assert body["error"]["code"] == "unauthorized"
-    assert "ApiKey" in response.headers["www-authenticate"]  # type: ignore[attr-defined]
 
 
 def test_health_needs_no_credentials_and_checks_the_database(client: TestClient) -> None:
@@ -31,7 +31,7 @@ def test_health_needs_no_credentials_and_checks_the_database(client: TestClient)
 
 
 def test_no_credentials_is_401_with_a_challenge(client: TestClient) -> None:
-    _is_unauthorized(client.get(SEARCH))
+    assert_unauthorized(client.get(SEARCH))
 
 
 @pytest.mark.parametrize(
@@ -39,13 +39,13 @@ def test_no_credentials_is_401_with_a_challenge(client: TestClient) -> None:
     ["nonsense", "opus_ab12cd34_" + "x" * 43, "opus_ab12cd34_short", ""],
 )
 def test_a_wrong_key_is_401(client: TestClient, keys: dict[str, str], key: str) -> None:
-    _is_unauthorized(client.get(SEARCH, headers={"X-API-Key": key}))
+    assert_unauthorized(client.get(SEARCH, headers={"X-API-Key": key}))
 
 
 def test_a_key_with_a_known_prefix_but_wrong_secret_is_401(client: TestClient, keys: dict[str, str]) -> None:
     good = keys["read"]
     forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
-    _is_unauthorized(client.get(SEARCH, headers={"X-API-Key": forged}))
+    assert_unauthorized(client.get(SEARCH, headers={"X-API-Key": forged}))
     assert client.get(SEARCH, headers={"X-API-Key": good}).status_code == 200
 
 
@@ -56,7 +56,7 @@ def test_a_revoked_key_is_401(client: TestClient, db: Database) -> None:
     assert revoke_key(db, prefix) is True
     assert revoke_key(db, prefix) is False, "nothing left to revoke"
     response = client.get(SEARCH, headers={"X-API-Key": key})
-    _is_unauthorized(response)
+    assert_unauthorized(response)
     assert "revoked" in response.json()["error"]["message"]
 
 
@@ -137,30 +137,39 @@ def test_a_good_hmac_signature_is_accepted_with_admin_scope(client: TestClient) 
     assert response.status_code == 503, "admin scope reaches the trigger, which has no control in this app"
 
 
+def test_hmac_scopes_from_settings_narrow_a_client(make_client: AppFactory) -> None:
+    client = make_client(hmac_scopes={HMAC_CLIENT: "read"})
+    assert client.get(SEARCH, headers=hmac_headers("GET", SEARCH)).status_code == 200
+    body = b'{"type":"full"}'
+    signed = hmac_headers("POST", "/api/v2/triggers/run", body)
+    response = client.post("/api/v2/triggers/run", content=body, headers={**signed, "Content-Type": "application/json"})
+    assert response.status_code == 403
+
+
 def test_a_bad_signature_is_401(client: TestClient) -> None:
     headers = hmac_headers("GET", SEARCH)
     headers["X-Signature"] = "0" * 64
-    _is_unauthorized(client.get(SEARCH, headers=headers))
+    assert_unauthorized(client.get(SEARCH, headers=headers))
 
 
 def test_an_unknown_client_or_wrong_secret_is_401(client: TestClient) -> None:
-    _is_unauthorized(client.get(SEARCH, headers=hmac_headers("GET", SEARCH, client_id="stranger")))
-    _is_unauthorized(client.get(SEARCH, headers=hmac_headers("GET", SEARCH, secret="guessed")))
+    assert_unauthorized(client.get(SEARCH, headers=hmac_headers("GET", SEARCH, client_id="stranger")))
+    assert_unauthorized(client.get(SEARCH, headers=hmac_headers("GET", SEARCH, secret="guessed")))
 
 
 def test_incomplete_hmac_headers_are_401(client: TestClient) -> None:
     headers = hmac_headers("GET", SEARCH)
     for missing in ("X-Client-Id", "X-Timestamp", "X-Signature"):
         partial = {k: v for k, v in headers.items() if k != missing}
-        _is_unauthorized(client.get(SEARCH, headers=partial))
-    _is_unauthorized(client.get(SEARCH, headers={**headers, "X-Timestamp": "soon"}))
+        assert_unauthorized(client.get(SEARCH, headers=partial))
+    assert_unauthorized(client.get(SEARCH, headers={**headers, "X-Timestamp": "soon"}))
 
 
 @pytest.mark.parametrize("skew", [-301, 301, -3600])
 def test_a_stale_or_future_timestamp_is_401(client: TestClient, skew: int) -> None:
     headers = hmac_headers("GET", SEARCH, timestamp=int(time.time()) + skew)
     response = client.get(SEARCH, headers=headers)
-    _is_unauthorized(response)
+    assert_unauthorized(response)
     assert "X-Timestamp" in response.json()["error"]["message"]
 
 
@@ -169,22 +178,22 @@ def test_a_replayed_signature_is_401_even_on_another_instance(make_client: AppFa
     headers = hmac_headers("GET", SEARCH)
     assert first.get(SEARCH, headers=headers).status_code == 200
     replay = first.get(SEARCH, headers=headers)
-    _is_unauthorized(replay)
+    assert_unauthorized(replay)
     assert "replay" in replay.json()["error"]["message"]
-    _is_unauthorized(second.get(SEARCH, headers=headers))
+    assert_unauthorized(second.get(SEARCH, headers=headers))
 
 
 def test_a_tampered_query_string_is_401(client: TestClient) -> None:
     headers = hmac_headers("GET", "/api/v2/diamonds?shapes=ROUND")
-    _is_unauthorized(client.get("/api/v2/diamonds?shapes=OVAL", headers=headers))
-    _is_unauthorized(client.get("/api/v2/diamonds", headers=headers))
+    assert_unauthorized(client.get("/api/v2/diamonds?shapes=OVAL", headers=headers))
+    assert_unauthorized(client.get("/api/v2/diamonds", headers=headers))
 
 
 def test_a_tampered_body_is_401(client: TestClient, db: Database) -> None:
     signed = b'{"priority": 10, "markup_ratio": "1.5"}'
     sent = b'{"priority": 10, "markup_ratio": "0.5"}'
     headers = {**hmac_headers("POST", "/api/v2/pricing-rules", signed), "Content-Type": "application/json"}
-    _is_unauthorized(client.post("/api/v2/pricing-rules", content=sent, headers=headers))
+    assert_unauthorized(client.post("/api/v2/pricing-rules", content=sent, headers=headers))
     with db.connection() as conn:
         assert conn.execute("SELECT count(*) AS n FROM pricing_rules").fetchone() == {"n": 1}
 
@@ -214,68 +223,18 @@ def test_more_than_the_limit_per_minute_is_429_with_retry_after(make_client: App
     assert client.get(SEARCH, headers=auth("trade")).status_code == 200, "another credential has its own bucket"
 
 
-# --- the OpenAPI document -------------------------------------------------------------------------------
-def _operations(client: TestClient) -> list[tuple[str, str, dict[str, object]]]:
-    document = client.get("/api/v2/openapi.json").json()
-    return [(path, method, op) for path, ops in document["paths"].items() for method, op in ops.items()]
+def test_an_hmac_client_can_be_given_a_narrower_scope(db: Database) -> None:
+    authenticator = Authenticator(db, {HMAC_CLIENT: "s"}, lambda: datetime.now(UTC),
+                                  hmac_scopes={HMAC_CLIENT: Scope.READ})
+    seen: list[Principal] = []
 
+    async def endpoint(request: Request) -> PlainTextResponse:
+        seen.append(request.scope["state"]["principal"])
+        return PlainTextResponse("ok")
 
-def test_every_route_but_health_answers_401_without_credentials(client: TestClient) -> None:
-    operations = _operations(client)
-    assert len(operations) >= 22
-    for path, method, _ in operations:
-        concrete = re.sub(r"\{[^}]+\}", "1", path)
-        response = client.request(method.upper(), concrete, json={})
-        if path == "/health":
-            assert response.status_code == 200
-            continue
-        assert response.status_code == 401, f"{method.upper()} {path} answered {response.status_code}"
-        assert response.json()["error"]["code"] == "unauthorized"
-
-
-def test_unknown_api_paths_are_401_before_404_and_404_with_credentials(client: TestClient, auth: Auth) -> None:
-    _is_unauthorized(client.get("/api/v2/no-such-thing"))
-    response = client.get("/api/v2/no-such-thing", headers=auth("read"))
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
-    response = client.patch(SEARCH, headers=auth("read"))
-    assert response.status_code == 405
-    assert response.json()["error"]["code"] == "method_not_allowed"
-    assert client.get("/elsewhere").json()["error"]["code"] == "not_found"
-
-
-def test_the_document_declares_security_scopes_and_descriptions(client: TestClient) -> None:
-    document = client.get("/api/v2/openapi.json").json()
-    schemes = document["components"]["securitySchemes"]
-    assert {s["name"] for s in schemes.values()} == {"X-API-Key", "X-Client-Id", "X-Timestamp", "X-Signature"}
-    assert all(s.get("description") for s in schemes.values())
-    for path, method, op in _operations(client):
-        assert op.get("description"), f"{method} {path} has no description"
-        assert op.get("summary"), f"{method} {path} has no summary"
-        if is_protected(path):
-            assert op["security"] == [{"ApiKey": []}, {"HmacClientId": [], "HmacTimestamp": [], "HmacSignature": []}]
-            assert op["x-required-scope"] in ("read", "trade", "admin"), f"{method} {path} has no scope"
-            assert {"401", "403"} <= set(op["responses"])  # type: ignore[call-overload]
-        else:
-            assert op["security"] == []
-    for name, schema in document["components"]["schemas"].items():
-        assert schema.get("description") or all(
-            p.get("description") for p in schema.get("properties", {}).values()
-        ), f"schema {name} is not described"
-
-
-def test_docs_are_public(client: TestClient) -> None:
-    assert client.get("/api/v2/docs").status_code == 200
-    assert client.get("/api/v2/openapi.json").status_code == 200
-
-
-def test_validation_errors_use_the_common_shape(client: TestClient, auth: Auth) -> None:
-    response = client.get(SEARCH + "?limit=1000", headers=auth("read"))
-    assert response.status_code == 422
-    error = response.json()["error"]
-    assert error["code"] == "validation_failed"
-    assert error["details"][0]["loc"] == ["query", "limit"]
-    response = client.post("/api/v2/pricing-rules", content=b"{not json", headers={
-        **auth("admin"), "Content-Type": "application/json"})
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] == "validation_failed"
+    app = Starlette(routes=[Route("/api/v2/x", endpoint)])
+    app.add_middleware(AuthMiddleware, authenticator=authenticator, limiter=RateLimiter(10, time.monotonic),
+                       is_protected=is_protected)
+    with TestClient(app) as inner:
+        assert inner.get("/api/v2/x", headers=hmac_headers("GET", "/api/v2/x", secret="s")).status_code == 200
+    assert seen[0].scope == Scope.READ

@@ -18,6 +18,8 @@ FilterToken = Annotated[str, StringConstraints(min_length=1, max_length=200, pat
 
 
 class ErrorDetail(BaseModel):
+    """The error itself."""
+
     code: str = Field(description="Stable machine-readable code, e.g. `not_found`, `conflict`, `hold_denied`.")
     message: str = Field(description="What went wrong, for people.")
     details: Any = Field(default=None, description="Extra structure, e.g. the list of invalid fields.")

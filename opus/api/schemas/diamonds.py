@@ -68,6 +68,8 @@ DIAMOND_FIELDS: tuple[str, ...] = tuple(DiamondOut.model_fields)
 
 
 class SortKey(StrEnum):
+    """What search results are ordered by; `color` and `clarity` follow grade order (D first, FL first)."""
+
     PRICE = "price"
     CARATS = "carats"
     PRICE_PER_CARAT = "price_per_carat"
@@ -77,6 +79,8 @@ class SortKey(StrEnum):
 
 
 class SortOrder(StrEnum):
+    """Sort direction: `asc` (smallest or best grade first) or `desc`."""
+
     ASC = "asc"
     DESC = "desc"
 

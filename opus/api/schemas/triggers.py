@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class RunRequest(BaseModel):
+    """Start a run of this type."""
+
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["full", "incremental"] = Field(description="A full run re-reads everything; incremental reads "
@@ -16,12 +18,16 @@ class RunRequest(BaseModel):
 
 
 class RunRef(BaseModel):
+    """Names the run to act on."""
+
     model_config = ConfigDict(extra="forbid")
 
     run_id: UUID = Field(description="The run.")
 
 
 class ConsolidateRequest(RunRef):
+    """Consolidate a run, optionally even though not all of its partitions succeeded."""
+
     force: bool = Field(default=False, description="Consolidate even if some partitions did not succeed.")
 
 

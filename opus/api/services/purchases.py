@@ -69,6 +69,8 @@ def _begin(ctx: ApiContext, diamond_id: int, scoped_key: str, requested_by: str,
     with ctx.db.transaction() as conn:
         stone = lock_stone(conn, diamond_id)
         expire_stale(conn, diamond_id, now)
+        if stone["price"] is None:
+            raise ConflictError(f"diamond {diamond_id} has no price (no pricing rule matches it)")
         hold = conn.execute(Q.live_hold, {"diamond_id": diamond_id}).fetchone()
         if hold is not None and hold["requested_by"] != requested_by:
             raise ConflictError(f"diamond {diamond_id} is held by another client")

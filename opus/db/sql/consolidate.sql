@@ -43,6 +43,9 @@ ON CONFLICT (feed, supplier_stone_id) DO UPDATE SET
     run_id = EXCLUDED.run_id, status = 'active', deleted_at = NULL, updated_at = now()
 WHERE d.content_hash IS DISTINCT FROM EXCLUDED.content_hash OR d.status <> 'active'
 
+-- name: lock_rules
+LOCK TABLE pricing_rules IN SHARE MODE
+
 -- name: active_rules
 SELECT id, name, priority, feed, shapes, carat_min, carat_max, lab_grown, feed_price_min, feed_price_max,
        markup_ratio, rating, active
