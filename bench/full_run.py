@@ -8,6 +8,7 @@ in a thread of this process, as in the end-to-end tests; `--sandbox-process` ser
 1. a full run into the empty database (`run_once`, as `opus run --full --workers N` does);
 2. an incremental run with nothing changed in the sandbox;
 3. a second full run with nothing changed (every stone is fetched and reconsolidated, none rewritten).
+Before them, the feed's ceiling: every page fetched through the client by N threads, nothing stored.
 Settings are the defaults (MAX_WORKERS 10 partitions, PG_POOL_MAX 4, one consolidation consumer with
 CONSOLIDATOR_CONCURRENCY 2) except the client's rate limit, lifted to measure Opus rather than the limiter
 (`--rate-limit 25` restores the production default of 25 requests/s).
@@ -27,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import base_parser, bench_settings, load_now, log, report, scratch_database
+from bench.common import base_parser, bench_settings, fetch_from_sandbox, load_now, log, report, scratch_database
 from opus.domain.models import RunType
 from opus.local.run_once import Progress, run_once
 from opus.local.runtime import LocalRuntime
@@ -73,8 +74,15 @@ def one_run(settings: Any, run_type: RunType, workers: int) -> dict[str, Any]:
     }
 
 
-def bench_workers(server: str, sb: RunningSandbox, workers: int, overrides: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def bench_workers(server: str, sb: RunningSandbox, workers: int, overrides: dict[str, Any],
+                  diamonds: int) -> dict[str, Any]:
+    # The feed's ceiling: the same pages fetched by as many threads through the client, nothing stored.
+    load = load_now()
+    fetched = fetch_from_sandbox(sb, diamonds, threads=workers)
+    out: dict[str, Any] = {"fetch only (client + sandbox, nothing stored)": {
+        "seconds": round(fetched.seconds, 2), "pages": fetched.pages,
+        "pages_per_s": round(fetched.pages / fetched.seconds, 1), "rows_per_s": round(diamonds / fetched.seconds),
+        "load_at_start": load}}
     with scratch_database(server, f"run_{workers}") as url:
         settings = bench_settings(url, sb, **overrides)
         for name, run_type in (("full run (empty database)", RunType.FULL),
@@ -135,7 +143,7 @@ def main() -> None:
                                                                                      seed=SEED)
     with serving as sb:
         for workers in (int(w) for w in args.workers.split(",")):
-            figures["workers"][str(workers)] = bench_workers(args.server, sb, workers, overrides)
+            figures["workers"][str(workers)] = bench_workers(args.server, sb, workers, overrides, args.diamonds)
     report("full_run", figures, args.json_out)
 
 
