@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     database_name: str = "opus"
     database_username: str = "postgres"
     database_password: SecretStr | None = None
-    pg_pool_max: int = Field(default=4, ge=1, le=100, description="Connections per process.")
+    pg_pool_max: int = Field(default=8, ge=1, le=100, description="Connections per process.")
     pg_idle_timeout_ms: int = Field(default=60_000, ge=1_000)
     pg_conn_timeout_ms: int = Field(default=10_000, ge=100)
     state_dir: Path = Field(default=Path(".state"), description="Embedded database data and other local state.")
@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     resend_api_key: SecretStr | None = None
     alert_email_to: str | None = None
     alert_email_from: str | None = None
+    resend_endpoint: str = "https://api.resend.com/emails"
     applicationinsights_connection_string: str | None = None
 
     @field_validator("hmac_secrets", mode="before")

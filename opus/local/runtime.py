@@ -9,6 +9,7 @@ import logging
 from contextlib import ExitStack
 from types import TracebackType
 
+from opus.adapters.email_alerts import ResendNotifier
 from opus.adapters.postgres_coordinator import PostgresCoordinator
 from opus.adapters.postgres_queue import PostgresQueue
 from opus.adapters.postgres_state import PostgresAlerts, PostgresWatermarkStore, SystemClock
@@ -47,7 +48,7 @@ class LocalRuntime:
             coordinator = PostgresCoordinator()
             self.deps = PipelineDeps(
                 db=self.db, feed=feed, queue=self.queue, coordinator=coordinator,
-                watermarks=PostgresWatermarkStore(self.db), alerts=PostgresAlerts(self.db),
+                watermarks=PostgresWatermarkStore(self.db), alerts=PostgresAlerts(self.db, self._notifier()),
                 clock=clock or SystemClock(), settings=settings,
             )
             coordinator.bind(self.deps)
@@ -55,6 +56,17 @@ class LocalRuntime:
         except BaseException:
             self._stack.close()
             raise
+
+    def _notifier(self) -> ResendNotifier | None:
+        s = self.settings
+        if s.resend_api_key is None or not s.alert_email_to or not s.alert_email_from:
+            return None
+        notifier = ResendNotifier(
+            s.resend_api_key.get_secret_value(), s.alert_email_from,
+            [a.strip() for a in s.alert_email_to.split(",") if a.strip()], endpoint=s.resend_endpoint,
+        )
+        self._stack.callback(notifier.close)
+        return notifier
 
     def start_consumers(self, *, workers: int, consolidators: int = 1) -> None:
         """Start page workers and consolidation consumers as threads of this process."""

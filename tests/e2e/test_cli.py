@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,3 +87,12 @@ def test_openapi_writes_the_document(cli_env: CliRunner, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
     assert "/api/v2/diamonds" in document["paths"]
+
+
+def test_a_bad_setting_stops_the_command_with_its_name() -> None:
+    env = os.environ | {"WORKER_PAGE_SIZE": "99"}
+    result = subprocess.run([sys.executable, "-m", "opus", "run", "--full"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "WORKER_PAGE_SIZE" in result.stderr
+    assert "Traceback" not in result.stderr

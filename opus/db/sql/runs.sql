@@ -95,6 +95,10 @@ VALUES (%(run_id)s, %(feed)s, %(source)s, %(supplier_stone_id)s, %(field)s, %(me
 -- name: insert_alert
 INSERT INTO alerts (kind, severity, message, run_id, details)
 VALUES (%(kind)s, %(severity)s, %(message)s, %(run_id)s, %(details)s)
+RETURNING id
+
+-- name: mark_alert_delivered
+UPDATE alerts SET delivered_at = now() WHERE id = %(id)s
 
 -- name: get_watermark
 SELECT value FROM watermarks WHERE feed = %(feed)s
