@@ -8,7 +8,9 @@ into `raw_diamonds_nivoda` as pending, a consolidating run; then
 2. a second one after marking every raw row pending again, as a full run does for stones it saw unchanged:
    the upsert must skip them. Rows actually rewritten are counted twice over: from `pg_stat_user_tables`
    (n_tup_ins / n_tup_upd deltas) and from `xmin` (rows whose tuple version changed).
-Each pass runs `drain` with the default settings (CONSOLIDATOR_BATCH_SIZE 2000, CONSOLIDATOR_CONCURRENCY 2,
+`wal_bytes_per_row` is the server's WAL written during the pass divided by the rows consolidated: a
+cluster-wide counter, so other databases' writes at the same time inflate it. Each pass runs `drain` with the
+default settings (CONSOLIDATOR_BATCH_SIZE 2000, CONSOLIDATOR_CONCURRENCY 2,
 PG_POOL_MAX 4) after VACUUM ANALYZE, so that each pass starts from the same state.
 """
 
@@ -60,15 +62,40 @@ def vacuum(url: str) -> None:
         conn.execute("VACUUM (ANALYZE) raw_diamonds_nivoda, diamonds")
 
 
+def wal_position(url: str) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    return str(row[0]) if row else "0/0"
+
+
+def wal_since(url: str, start: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (start,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def table_sizes(url: str) -> dict[str, int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_total_relation_size('diamonds'), pg_total_relation_size('raw_diamonds_nivoda')"
+        ).fetchone()
+    diamonds, raw = (int(v) for v in row) if row else (0, 0)
+    return {"diamonds": diamonds, "raw_diamonds_nivoda": raw}
+
+
 def consolidate_pass(url: str, run_id: str, settings_overrides: dict[str, Any]) -> dict[str, Any]:
     """One timed `drain`; the runtime (and its connections) is closed before the counters are read."""
     before = {t: table_stats(url, t) for t in ("diamonds", "raw_diamonds_nivoda")}
+    sizes_before = table_sizes(url)
+    wal_start = wal_position(url)
     settings = bench_settings(url, **settings_overrides)
     load = load_now()
     with LocalRuntime(settings) as runtime:
         started = time.perf_counter()
         result = drain(runtime.deps, run_id, FEED)
         seconds = time.perf_counter() - started
+    wal = wal_since(url, wal_start)
+    sizes_after = table_sizes(url)
     wait_for_stats_flush()
     after = {t: table_stats(url, t) for t in ("diamonds", "raw_diamonds_nivoda")}
     return {
@@ -76,6 +103,8 @@ def consolidate_pass(url: str, run_id: str, settings_overrides: dict[str, Any]) 
         "rows_per_s": round(result.consolidated / seconds), "load_at_start": load,
         "diamonds_tuples": stats_delta(before["diamonds"], after["diamonds"]),
         "raw_tuples": stats_delta(before["raw_diamonds_nivoda"], after["raw_diamonds_nivoda"]),
+        "wal_bytes_per_row": round(wal / max(result.consolidated, 1)),
+        "table_growth_mb": {t: round((sizes_after[t] - sizes_before[t]) / 2**20, 1) for t in sizes_after},
     }
 
 

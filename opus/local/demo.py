@@ -21,7 +21,7 @@ from opus.domain.models import RunType
 from opus.local.progress import progress_reporter
 from opus.local.run_once import run_once
 from opus.local.runtime import LocalRuntime
-from opus.local.serve import serve
+from opus.local.serve import DASHBOARD_DIR, serve
 
 API_PORT = int(os.environ.get("DEMO_API_PORT", "8000"))
 SANDBOX_PORT = int(os.environ.get("DEMO_SANDBOX_PORT", "4000"))
@@ -47,11 +47,12 @@ def wait_for_sandbox(proc: subprocess.Popen[bytes], timeout_s: float = 120.0) ->
 
 
 def ready_banner(url: str, key: str) -> str:
+    dashboard = [f"  dashboard:  {url}/dashboard"] if DASHBOARD_DIR.is_dir() else []
     return "\n".join([
         "",
         f"Opus is serving {url}",
         f"  API docs:   {url}/api/v2/docs",
-        f"  dashboard:  {url}/dashboard",
+        *dashboard,
         f"  admin key:  {key}",
         f"  try:        curl -H 'X-API-Key: {key}' '{url}/api/v2/diamonds?shapes=ROUND&limit=10'",
         "Ctrl-C stops it.",
