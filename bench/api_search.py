@@ -5,7 +5,7 @@ filtered searches, in-process (httpx over the ASGI app) and over real HTTP (uvic
 
 Data: the sandbox's stones (rendered as Nivoda items in-process, no HTTP) stored as raw rows and consolidated by
 `drain`, so `diamonds` holds what a run would leave. The app is built as `opus serve` builds it (LocalRuntime's
-pool, PG_POOL_MAX 4) with a read-scope API key and the per-key rate limit lifted so that it never answers 429.
+pool of PG_POOL_MAX connections) with a read-scope API key and the per-key rate limit lifted (never a 429).
 In-process: one request at a time, `--requests` timed per case after a warm-up. Over HTTP: uvicorn in a thread of
 this process and `wrk` (Debian package `wrk`) for `--wrk-seconds` per case with 1 connection (latency) and
 8 connections (throughput); skipped if wrk is not installed.

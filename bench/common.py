@@ -11,7 +11,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -48,11 +50,27 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 # --- environment ---------------------------------------------------------------------------------------------
 
 
+def source_revision() -> str:
+    """The commit the code was measured at, with "+changes" when opus/ or sql/ differ from it."""
+    git = shutil.which("git")
+    if git is None:
+        return "unknown"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def run(*args: str) -> str:
+        done = subprocess.run([git, "-C", root, *args], capture_output=True, text=True, check=False)  # noqa: S603
+        return done.stdout.strip()
+
+    commit = run("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if run("status", "--porcelain", "--", "opus", "sql") else "")
+
+
 def environment() -> dict[str, Any]:
     """When and where the figures were taken; the load average says whether the machine was shared."""
     load = os.getloadavg()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": source_revision(),
         "cores": os.cpu_count(),
         "load_1_5_15": [round(x, 2) for x in load],
         "python": platform.python_version(),
@@ -87,12 +105,20 @@ def scratch_database(server: str, purpose: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+# The settings that matter for the figures, as last built by `bench_settings`; `report` prints them.
+SETTINGS_SHOWN = ("pg_pool_max", "consolidator_batch_size", "consolidator_concurrency", "max_workers",
+                  "min_records_per_worker", "worker_page_size", "nivoda_rate_limit_per_s")
+_settings_used: dict[str, Any] = {}
+
+
 def bench_settings(database_url: str, sandbox: RunningSandbox | None = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"database_url": database_url}
     if sandbox is not None:
         values |= {"nivoda_endpoint": sandbox.endpoint, "nivoda_username": sandbox.username,
                    "nivoda_password": sandbox.password}
-    return load_settings(**(values | overrides))
+    settings = load_settings(**(values | overrides))
+    _settings_used.update({name: getattr(settings, name) for name in SETTINGS_SHOWN})
+    return settings
 
 
 def table_stats(url: str, table: str) -> dict[str, int]:
@@ -177,7 +203,10 @@ def time_repeated(fn: Callable[[], Any], repeats: int) -> list[float]:
 
 def report(title: str, figures: dict[str, Any], json_out: str | None) -> None:
     """Print the figures (one JSON document on stdout) and optionally write them to a file."""
-    document = {"benchmark": title, "environment": environment(), "figures": figures}
+    document: dict[str, Any] = {"benchmark": title, "environment": environment()}
+    if _settings_used:
+        document["settings"] = dict(_settings_used)
+    document["figures"] = figures
     text = json.dumps(document, indent=2, default=str)
     print(text)
     if json_out:

@@ -10,8 +10,8 @@ into `raw_diamonds_nivoda` as pending, a consolidating run; then
    (n_tup_ins / n_tup_upd deltas) and from `xmin` (rows whose tuple version changed).
 `wal_bytes_per_row` is the server's WAL written during the pass divided by the rows consolidated: a
 cluster-wide counter, so other databases' writes at the same time inflate it. Each pass runs `drain` with the
-default settings (CONSOLIDATOR_BATCH_SIZE 2000, CONSOLIDATOR_CONCURRENCY 2,
-PG_POOL_MAX 4) after VACUUM ANALYZE, so that each pass starts from the same state.
+default settings (CONSOLIDATOR_BATCH_SIZE 2000, CONSOLIDATOR_CONCURRENCY 2, PG_POOL_MAX; the values used are
+printed under "settings") after VACUUM ANALYZE, so that each pass starts from the same state.
 """
 
 from __future__ import annotations

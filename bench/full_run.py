@@ -9,7 +9,7 @@ in a thread of this process, as in the end-to-end tests; `--sandbox-process` ser
 2. an incremental run with nothing changed in the sandbox;
 3. a second full run with nothing changed (every stone is fetched and reconsolidated, none rewritten).
 Before them, the feed's ceiling: every page fetched through the client by N threads, nothing stored.
-Settings are the defaults (MAX_WORKERS 10 partitions, PG_POOL_MAX 4, one consolidation consumer with
+Settings are the defaults (MAX_WORKERS 10 partitions, PG_POOL_MAX, one consolidation consumer with
 CONSOLIDATOR_CONCURRENCY 2) except the client's rate limit, lifted to measure Opus rather than the limiter
 (`--rate-limit 25` restores the production default of 25 requests/s).
 `seconds` is `run_once` from planning to return, which includes stopping the consumer threads (up to 1 s:
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--diamonds", type=int, default=20_000)
     parser.add_argument("--workers", default="4,10")
     parser.add_argument("--rate-limit", type=float, default=10_000.0, help="NIVODA_RATE_LIMIT_PER_S")
-    parser.add_argument("--pool", type=int, default=None, help="PG_POOL_MAX (default: the setting's, 4)")
+    parser.add_argument("--pool", type=int, default=None, help="PG_POOL_MAX (default: the setting's default)")
     parser.add_argument("--sandbox-process", action="store_true", help="serve the sandbox from another process")
     args = parser.parse_args()
     overrides: dict[str, Any] = {"nivoda_rate_limit_per_s": args.rate_limit}

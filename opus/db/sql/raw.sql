@@ -2,9 +2,10 @@
 
 -- name: upsert_raw_page
 -- A stone whose payload hash is unchanged is not rewritten and not queued again for consolidation.
+-- The arrays travel in binary: text array literals cost ~30 ms of client-side quoting per 50-item page.
 INSERT INTO raw_diamonds_nivoda AS r (supplier_stone_id, payload, payload_hash, run_id, seen_run_id)
 SELECT t.stone_id, t.payload, t.payload_hash, %(run_id)s, %(run_id)s
-FROM unnest(%(stone_ids)s::text[], %(payloads)s::jsonb[], %(hashes)s::text[]) AS t(stone_id, payload, payload_hash)
+FROM unnest(%(stone_ids)b::text[], %(payloads)b::jsonb[], %(hashes)b::text[]) AS t(stone_id, payload, payload_hash)
 ON CONFLICT (supplier_stone_id) DO UPDATE
 SET payload = EXCLUDED.payload, payload_hash = EXCLUDED.payload_hash, run_id = EXCLUDED.run_id,
     seen_run_id = EXCLUDED.seen_run_id, fetched_at = now(), pending = true,
