@@ -52,8 +52,10 @@ class Settings(BaseSettings):
     max_workers: int = Field(default=10, ge=1, le=200, description="Upper bound on partitions per run.")
     min_records_per_worker: int = Field(default=1_000, ge=1)
     incremental_buffer_minutes: int = Field(default=15, ge=0)
-    partition_page_cap: int = Field(
-        default=5_000, ge=1, description="Pages one partition may fetch before it is stopped as runaway."
+    partition_page_cap: int | None = Field(
+        default=None, ge=1,
+        description="Pages one partition may fetch before it is stopped as runaway. Unset: three times its "
+        "estimated pages plus 100, so the cap scales with the partition.",
     )
     run_deadline_minutes: int = Field(default=360, ge=1)
     claim_ttl_seconds: int = Field(default=300, ge=5, description="Consolidator claims expire after this.")

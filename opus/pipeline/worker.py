@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from opus.config import Settings
 from opus.db.queries import Queries
 from opus.domain.models import FeedQuery, PartitionStatus, RunStatus, RunType, WorkItem
 from opus.errors import FeedPermanentError, FeedTransientError, PermanentError
@@ -48,8 +49,9 @@ def handle_work_item(deps: PipelineDeps, body: JSON, delivery_count: int = 1) ->
     if part["next_offset"] < item.offset:
         logger.warning("work item ahead of its partition dropped", extra=_ctx(item))
         return
-    if part["pages"] >= deps.settings.partition_page_cap:
-        _finish(deps, item, ok=False, error=f"page cap of {deps.settings.partition_page_cap} reached (runaway)")
+    cap = page_cap(deps.settings, part["estimated"])
+    if part["pages"] >= cap:
+        _finish(deps, item, ok=False, error=f"page cap of {cap} reached (runaway)")
         return
     query = _query(part)
     try:
@@ -78,6 +80,14 @@ def handle_work_item(deps: PipelineDeps, body: JSON, delivery_count: int = 1) ->
         now = conn.execute(Q.get_partition, {"run_id": item.run_id, "partition": item.partition}).fetchone()
     if now is not None and now["status"] not in TERMINAL:
         _continue(deps, WorkItem(item.run_id, item.partition, now["next_offset"]))
+
+
+def page_cap(settings: Settings, estimated: int) -> int:
+    """How many pages a partition may fetch. Nivoda can keep returning rows past a range's count, but not
+    without end: three times the estimate (plus slack for small partitions) is a runaway."""
+    if settings.partition_page_cap is not None:
+        return settings.partition_page_cap
+    return 3 * -(-estimated // settings.worker_page_size) + 100
 
 
 def _query(part: dict[str, Any]) -> FeedQuery:
