@@ -65,12 +65,16 @@ def source_revision() -> str:
     return commit + ("+changes" if run("status", "--porcelain", "--", "opus", "sql") else "")
 
 
+# Taken when the benchmark starts: the code it imports is the code it measures.
+SOURCE_AT_START = source_revision()
+
+
 def environment() -> dict[str, Any]:
     """When and where the figures were taken; the load average says whether the machine was shared."""
     load = os.getloadavg()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": source_revision(),
+        "source": SOURCE_AT_START,
         "cores": os.cpu_count(),
         "load_1_5_15": [round(x, 2) for x in load],
         "python": platform.python_version(),

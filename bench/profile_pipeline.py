@@ -7,7 +7,8 @@ profiles in this thread (a) `store_page` over every 50-item page of a full run, 
 with one claimant until nothing is left. Prints the shares of named functions (cumulative time) and the top
 functions, so that a figure of the other benchmarks can be traced to its cause. cProfile inflates functions
 called millions of times, so shares are indicative; (c) then times, unprofiled, the page upsert statement
-(`upsert_raw_page`) as `store_page` sends it and, as a diagnostic, with its payloads sent as a binary parameter.
+(`upsert_raw_page`) with its array parameters sent as text array literals and sent in binary, and says which
+of the two `store_page` uses.
 """
 
 from __future__ import annotations
@@ -62,13 +63,18 @@ def shares(profile: cProfile.Profile, seconds: float, top: int) -> dict[str, Any
     return out
 
 
+ARRAYS = ("stone_ids", "payloads", "hashes")
+
+
 def upsert_variants(db: Database, pages: list[list[dict[str, Any]]]) -> dict[str, Any]:
-    """`upsert_raw_page` into an empty table, as the project sends it and with the payloads sent in binary."""
+    """`upsert_raw_page` into an empty table with its arrays sent as text literals, and sent in binary."""
     statement = Queries("raw").upsert_raw_page
-    variants = {"as sent by store_page (%(payloads)s: jsonb[] text literal)": statement,
-                "diagnostic: payloads as a binary parameter (%(payloads)b)":
-                    statement.replace("%(payloads)s", "%(payloads)b")}
-    out: dict[str, Any] = {}
+    text, binary = statement, statement
+    for name in ARRAYS:
+        text = text.replace(f"%({name})b", f"%({name})s")
+        binary = binary.replace(f"%({name})s", f"%({name})b")
+    variants = {"arrays as text literals (%(name)s)": text, "arrays as binary parameters (%(name)b)": binary}
+    out: dict[str, Any] = {"store_page sends": next(k for k, v in variants.items() if v == statement)}
     for name, query in variants.items():
         with db.transaction() as conn:
             conn.execute("TRUNCATE raw_diamonds_nivoda")
@@ -123,7 +129,7 @@ def main() -> None:
         figures["consolidate_batch"] = {"rows": rows, "seconds": round(seconds, 2),
                                         "rows_per_s": round(rows / seconds),
                                         "shares": shares(profile, seconds, args.top)}
-        log("timing upsert_raw_page: as sent, and with a binary parameter")
+        log("timing upsert_raw_page: arrays as text literals, and in binary")
         figures["upsert_raw_page (unprofiled, 1 transaction per page)"] = upsert_variants(db, pages)
     report("profile_pipeline", figures, args.json_out)
 
