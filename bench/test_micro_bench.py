@@ -1,8 +1,10 @@
 """Micro-benchmarks (pytest-benchmark) of the per-record CPU work, on one 50-item page of sandbox items.
 
-    .venv/bin/pytest bench/test_micro_bench.py --benchmark-only
+    .venv/bin/pytest bench/test_micro_bench.py --benchmark-only -p no:cacheprovider \
+        --benchmark-storage=bench/.benchmarks
 
-Not part of the test suite (pytest's testpaths is tests/); nothing here asserts a time.
+Not part of the test suite (pytest's testpaths is tests/); nothing here asserts a time. The storage option keeps
+pytest-benchmark's (empty unless saving) folder inside bench/.
 """
 
 from __future__ import annotations
