@@ -76,3 +76,13 @@ def stones_from_sandbox(db: Database, sandbox: RunningSandbox, count: int) -> li
         for s in stones
     ])
     return list(zip(ids, stones, strict=True))
+
+
+def db_rows(db: Database, query: str, *params: Any) -> list[dict[str, Any]]:
+    with db.connection() as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def diamond_row(db: Database, diamond_id: int) -> dict[str, Any]:
+    [row] = db_rows(db, "SELECT * FROM diamonds WHERE id = %s", diamond_id)
+    return row

@@ -5,26 +5,15 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
-from api_conftest import AppFactory, Auth, insert_diamonds, stones_from_sandbox
+from api_conftest import AppFactory, Auth, db_rows, diamond_row, insert_diamonds, stones_from_sandbox
 from fastapi.testclient import TestClient
 
 from opus.api.keys import create_key
 from opus.db.pool import Database
 from opus.feeds.nivoda import NivodaClient
 from opus.sandbox.runner import RunningSandbox
-
-
-def _rows(db: Database, query: str, *params: Any) -> list[dict[str, Any]]:
-    with db.connection() as conn:
-        return conn.execute(query, params).fetchall()
-
-
-def _stone(db: Database, diamond_id: int) -> dict[str, Any]:
-    [row] = _rows(db, "SELECT * FROM diamonds WHERE id = %s", diamond_id)
-    return row
 
 
 # --- holds ----------------------------------------------------------------------------------------------
@@ -40,9 +29,9 @@ def test_a_hold_is_placed_at_the_feed_and_recorded(
     assert hold["feed_hold_id"]
     assert hold["held_until"] is not None
     assert sandbox.inventory.get(stone.stone_id).hold_id == hold["feed_hold_id"]  # type: ignore[union-attr]
-    row = _stone(db, diamond_id)
+    row = diamond_row(db, diamond_id)
     assert (row["availability"], row["hold_id"]) == ("ON_HOLD", hold["feed_hold_id"])
-    [history] = _rows(db, "SELECT * FROM availability_history WHERE diamond_id = %s", diamond_id)
+    [history] = db_rows(db, "SELECT * FROM availability_history WHERE diamond_id = %s", diamond_id)
     assert (history["old_value"], history["new_value"]) == ("AVAILABLE", "ON_HOLD")
     again = client.post(f"/api/v2/diamonds/{diamond_id}/hold", headers=auth("admin"))
     assert again.status_code == 409
@@ -71,7 +60,7 @@ def test_twenty_concurrent_holds_leave_exactly_one_live_hold(
     for t in threads:
         t.join(timeout=60)
     assert Counter(statuses) == {201: 1, 409: 19}, Counter(statuses)
-    live = _rows(db, "SELECT * FROM hold_history WHERE diamond_id = %s AND status IN ('pending', 'active')",
+    live = db_rows(db, "SELECT * FROM hold_history WHERE diamond_id = %s AND status IN ('pending', 'active')",
                  diamond_id)
     assert len(live) == 1
     assert live[0]["status"] == "active"
@@ -89,9 +78,9 @@ def test_a_hold_the_feed_denies_is_409_with_its_reason(
     error = response.json()["error"]
     assert error["code"] == "hold_denied"
     assert "denied" in error["message"]
-    [row] = _rows(db, "SELECT status, reason FROM hold_history WHERE diamond_id = %s", diamond_id)
+    [row] = db_rows(db, "SELECT status, reason FROM hold_history WHERE diamond_id = %s", diamond_id)
     assert row["status"] == "denied"
-    assert _stone(db, diamond_id)["availability"] == "AVAILABLE"
+    assert diamond_row(db, diamond_id)["availability"] == "AVAILABLE"
 
 
 def test_a_feed_outage_is_503_and_frees_the_stone(
@@ -105,7 +94,7 @@ def test_a_feed_outage_is_503_and_frees_the_stone(
         assert response.status_code == 503, response.text
         assert response.json()["error"]["code"] == "unavailable"
         httpx.post(f"{sandbox.base_url}/admin/faults", json={}).raise_for_status()
-        [row] = _rows(db, "SELECT status FROM hold_history WHERE diamond_id = %s", diamond_id)
+        [row] = db_rows(db, "SELECT status FROM hold_history WHERE diamond_id = %s", diamond_id)
         assert row["status"] == "failed"
         retry = client.post(f"/api/v2/diamonds/{diamond_id}/hold", headers=auth("trade"))
         assert retry.status_code == 201, "a failed attempt does not block the stone"
@@ -140,7 +129,7 @@ def test_an_abandoned_pending_hold_does_not_block_the_stone_forever(
                      "VALUES (%s, 'pending', 'key:crashed', %s)", (diamond_id, datetime.now(UTC) - timedelta(hours=1)))
     response = client.post(f"/api/v2/diamonds/{diamond_id}/hold", headers=auth("trade"))
     assert response.status_code == 201, response.text
-    statuses = sorted(r["status"] for r in _rows(db, "SELECT status FROM hold_history WHERE diamond_id = %s",
+    statuses = sorted(r["status"] for r in db_rows(db, "SELECT status FROM hold_history WHERE diamond_id = %s",
                                                  diamond_id))
     assert statuses == ["active", "failed"]
 
@@ -159,7 +148,7 @@ def test_a_hold_is_released_by_its_holder_or_an_admin_only(
     assert released.status_code == 200, released.text
     assert released.json()["status"] == "released"
     assert sandbox.inventory.get(first_stone.stone_id).availability == "AVAILABLE"  # type: ignore[union-attr]
-    row = _stone(db, first)
+    row = diamond_row(db, first)
     assert (row["availability"], row["hold_id"]) == ("AVAILABLE", None)
     assert client.post(f"/api/v2/diamonds/{second}/hold", headers=other).status_code == 201
     assert client.delete(f"/api/v2/diamonds/{second}/hold", headers=auth("admin")).status_code == 200

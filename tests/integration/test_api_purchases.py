@@ -7,22 +7,12 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from api_conftest import AppFactory, Auth, insert_diamonds, stones_from_sandbox
+from api_conftest import AppFactory, Auth, db_rows, diamond_row, insert_diamonds, stones_from_sandbox
 
 from opus.api.keys import create_key
 from opus.db.pool import Database
 from opus.feeds.nivoda import NivodaClient
 from opus.sandbox.runner import RunningSandbox
-
-
-def _rows(db: Database, query: str, *params: Any) -> list[dict[str, Any]]:
-    with db.connection() as conn:
-        return conn.execute(query, params).fetchall()
-
-
-def _stone(db: Database, diamond_id: int) -> dict[str, Any]:
-    [row] = _rows(db, "SELECT * FROM diamonds WHERE id = %s", diamond_id)
-    return row
 
 
 # --- purchases ------------------------------------------------------------------------------------------
@@ -55,8 +45,8 @@ def test_a_repeated_purchase_returns_the_first_answer_and_orders_once(
     assert second.status_code == 201
     assert second.content == first.content
     assert len(sandbox.inventory.orders) == 1, "no second order reached the feed"
-    assert len(_rows(db, "SELECT * FROM purchase_history")) == 1
-    row = _stone(db, diamond_id)
+    assert len(db_rows(db, "SELECT * FROM purchase_history")) == 1
+    row = diamond_row(db, diamond_id)
     assert row["availability"] == "SOLD"
     assert sandbox.inventory.get(stone.stone_id).availability == "SOLD"  # type: ignore[union-attr]
     another_key = client.post(f"/api/v2/diamonds/{diamond_id}/purchase",
@@ -122,7 +112,7 @@ def test_a_stone_held_by_someone_else_cannot_be_bought(
     assert sandbox.inventory.orders == {}
     bought = client.post(f"/api/v2/diamonds/{diamond_id}/purchase", headers={**holder, "Idempotency-Key": "h"})
     assert bought.status_code == 201, "the holder may buy"
-    [hold] = _rows(db, "SELECT status, reason FROM hold_history WHERE diamond_id = %s", diamond_id)
+    [hold] = db_rows(db, "SELECT status, reason FROM hold_history WHERE diamond_id = %s", diamond_id)
     assert (hold["status"], hold["reason"]) == ("released", "purchased")
 
 
@@ -137,7 +127,7 @@ def test_purchases_of_unknown_or_sold_stones(
     response = client.post(f"/api/v2/diamonds/{unpriced}/purchase", headers=headers)
     assert response.status_code == 409
     assert "no price" in response.json()["error"]["message"]
-    assert _rows(db, "SELECT * FROM purchase_history") == [], "refusals before the feed are not recorded"
+    assert db_rows(db, "SELECT * FROM purchase_history") == [], "refusals before the feed are not recorded"
 
 
 def test_a_feed_refusal_is_recorded_and_replayed(
@@ -152,7 +142,7 @@ def test_a_feed_refusal_is_recorded_and_replayed(
     assert first.json()["error"]["code"] == "feed_error"
     again = client.post(f"/api/v2/diamonds/{diamond_id}/purchase", headers=headers)
     assert (again.status_code, again.content) == (first.status_code, first.content)
-    [row] = _rows(db, "SELECT status, response_status FROM purchase_history")
+    [row] = db_rows(db, "SELECT status, response_status FROM purchase_history")
     assert (row["status"], row["response_status"]) == ("failed", 502)
 
 
