@@ -151,9 +151,6 @@ class RunPlan:
     updated_to: datetime
     partitions: tuple[Partition, ...] = field(default_factory=tuple)
 
-    def query_for(self, partition: Partition) -> FeedQuery:
-        return FeedQuery(partition.ppc_from, partition.ppc_to, self.updated_from, self.updated_to)
-
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:

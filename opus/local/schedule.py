@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from croniter import croniter
@@ -28,9 +29,12 @@ def next_fire(cron: str, after: datetime) -> datetime:
 
 
 class NightlySchedule:
-    def __init__(self, deps: PipelineDeps, cron: str) -> None:
+    """`housekeeping` callables run about once a minute beside failing overdue runs (e.g. queue pruning)."""
+
+    def __init__(self, deps: PipelineDeps, cron: str, *, housekeeping: Sequence[Callable[[], object]] = ()) -> None:
         self._deps = deps
         self._cron = cron
+        self._housekeeping = [lambda: expire_overdue_runs(deps), *housekeeping]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="schedule", daemon=True)
         self.next_at = next_fire(cron, deps.clock.now())
@@ -63,8 +67,9 @@ class NightlySchedule:
                     logger.exception("scheduled run could not start")
                 self.next_at = next_fire(self._cron, now)
                 continue
-            try:
-                expire_overdue_runs(self._deps)
-            except Exception:
-                logger.exception("housekeeping failed")
+            for task in self._housekeeping:
+                try:
+                    task()
+                except Exception:  # one failing chore must not stop the schedule or the others
+                    logger.exception("housekeeping failed")
             self._stop.wait(min(HOUSEKEEPING_S, (self.next_at - now).total_seconds()))

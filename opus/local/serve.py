@@ -40,7 +40,8 @@ def serve(
     try:
         app = build_app(rt)
         rt.start_consumers(workers=settings.max_workers, consolidators=1)
-        schedule = NightlySchedule(rt.deps, settings.schedule)
+        # Finished messages are kept for duplicate detection, then pruned.
+        schedule = NightlySchedule(rt.deps, settings.schedule, housekeeping=[rt.queue.prune])
         schedule.start()
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
         server = uvicorn.Server(config)
