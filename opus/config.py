@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     max_delete_fraction: float = Field(
         default=0.5, ge=0, le=1, description="A full run refuses to soft-delete more than this share of stones."
     )
+    delete_confirm_limit: int = Field(
+        default=500, ge=0,
+        description="A full run asks the feed about up to this many deletion candidates before soft-deleting.",
+    )
     max_delete_floor: int = Field(default=100, ge=0, description="...unless it is at most this many stones.")
     queue_visibility_timeout_s: int = Field(default=300, ge=1)
     queue_max_deliveries: int = Field(default=10, ge=1)

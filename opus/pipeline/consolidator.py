@@ -23,6 +23,7 @@ from opus.domain.models import Diamond, PartitionStatus, RunStatus, RunType
 from opus.errors import PermanentError
 from opus.pipeline.deps import PipelineDeps
 from opus.pipeline.diamond_rows import load_pricing_engine, to_staging_row
+from opus.pipeline.raw_store import store_items
 from opus.pipeline.runs import fail_run, get_run
 from opus.ports import JSON
 
@@ -63,9 +64,32 @@ def consolidate_run(deps: PipelineDeps, run_id: str, *, force: bool = False) -> 
         logger.info("consolidation not due", extra={"run_id": run_id, "status": run["status"]})
         return str(run["status"])
     drain(deps, run_id, run["feed"])
-    if consolidating:
-        return finalize(deps, run_id)
-    return str(run["status"])
+    if not consolidating:
+        return str(run["status"])
+    if run["run_type"] == RunType.FULL and confirm_unseen(deps, run_id, run["feed"]):
+        drain(deps, run_id, run["feed"])
+    return finalize(deps, run_id)
+
+
+def confirm_unseen(deps: PipelineDeps, run_id: str, feed: str) -> int:
+    """Ask the feed about the stones a full run did not see before they are soft-deleted.
+
+    Paging by offset is not a snapshot: a stone repriced into a range already paged, or shifted by a removal
+    ahead of it, is missed although still listed. Each candidate still listed is stored as seen (and
+    consolidated); the rest are gone. Beyond `delete_confirm_limit` candidates nothing is asked: that many
+    misses point at the feed, and the deletion guard in `finalize` decides. Returns how many were still listed.
+    """
+    limit = deps.settings.delete_confirm_limit
+    with deps.db.connection() as conn:
+        candidates = [r["supplier_stone_id"] for r in conn.execute(
+            RAW.unseen_active, {"run_id": run_id, "feed": feed, "limit": limit + 1})]
+    if not candidates or len(candidates) > limit:
+        return 0
+    listed = [item for item in (deps.feed.get(stone_id) for stone_id in candidates) if item is not None]
+    if listed:
+        store_items(deps.db, run_id, feed, listed, full_run=True)
+        logger.info("unseen stones still listed", extra={"run_id": run_id, "count": len(listed)})
+    return len(listed)
 
 
 def drain(deps: PipelineDeps, run_id: str, feed: str) -> BatchResult:

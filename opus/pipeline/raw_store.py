@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
-from opus.db.pool import Database
+from opus.db.pool import Connection, Database
 from opus.db.queries import Queries
 from opus.ports import JSON
 
@@ -52,24 +52,8 @@ def store_page(db: Database, page: RawPage) -> bool:
     Returns False, writing nothing, when another delivery of the same page got there first (the offset
     guard). Records without a stone id cannot be keyed: they go to `error_logs` and the rest are stored.
     """
-    rows: dict[str, JSON] = {}
-    unkeyed: list[object] = []
-    for item in page.items:
-        stone_id = stone_id_of(item)
-        if stone_id is None:
-            unkeyed.append(item)
-        else:
-            rows[stone_id] = item  # a stone twice in one page: the later copy wins, ON CONFLICT needs one
-    stone_ids = sorted(rows)  # a fixed order: two deliveries of one page lock rows alike, no deadlock
-    stored = False
     with db.transaction() as conn:
-        written = conn.execute(
-            RAW.upsert_raw_page,
-            {"run_id": page.run_id, "stone_ids": stone_ids, "payloads": [Jsonb(rows[s]) for s in stone_ids],
-             "hashes": [payload_hash(rows[s]) for s in stone_ids]},
-        ).rowcount
-        if page.full_run:
-            conn.execute(RAW.mark_seen, {"run_id": page.run_id, "stone_ids": stone_ids})
+        written = _upsert_items(conn, page.run_id, page.feed, page.items, full_run=page.full_run)
         advanced = conn.execute(
             RUNS.advance_partition,
             {"run_id": page.run_id, "partition": page.partition, "offset": page.offset,
@@ -77,16 +61,38 @@ def store_page(db: Database, page: RawPage) -> bool:
         ).rowcount
         if not advanced:
             raise psycopg.Rollback()  # another delivery of this page committed first: keep its result
-        for record in unkeyed:
-            conn.execute(
-                RUNS.insert_error,
-                {"run_id": page.run_id, "feed": page.feed, "source": "worker", "supplier_stone_id": None,
-                 "field": "diamond.id", "message": "record has no supplier stone id; skipped",
-                 "payload": Jsonb(record)},
-            )
-        stored = True
-    if not stored:
-        return False
+    return bool(advanced)
+
+
+def store_items(db: Database, run_id: str, feed: str, items: list[JSON], *, full_run: bool) -> int:
+    """Upsert records fetched outside any partition (e.g. stones confirmed one by one); returns rows written."""
+    with db.transaction() as conn:
+        return _upsert_items(conn, run_id, feed, items, full_run=full_run)
+
+
+def _upsert_items(conn: Connection, run_id: str, feed: str, items: list[JSON], *, full_run: bool) -> int:
+    rows: dict[str, JSON] = {}
+    unkeyed: list[object] = []
+    for item in items:
+        stone_id = stone_id_of(item)
+        if stone_id is None:
+            unkeyed.append(item)
+        else:
+            rows[stone_id] = item  # a stone twice in one page: the later copy wins, ON CONFLICT needs one
+    stone_ids = sorted(rows)  # a fixed order: two deliveries of one page lock rows alike, no deadlock
+    written = conn.execute(
+        RAW.upsert_raw_page,
+        {"run_id": run_id, "stone_ids": stone_ids, "payloads": [Jsonb(rows[s]) for s in stone_ids],
+         "hashes": [payload_hash(rows[s]) for s in stone_ids]},
+    ).rowcount
+    if full_run:
+        conn.execute(RAW.mark_seen, {"run_id": run_id, "stone_ids": stone_ids})
+    for record in unkeyed:
+        conn.execute(
+            RUNS.insert_error,
+            {"run_id": run_id, "feed": feed, "source": "worker", "supplier_stone_id": None,
+             "field": "diamond.id", "message": "record has no supplier stone id; skipped", "payload": Jsonb(record)},
+        )
     if unkeyed:
-        logger.warning("records without a stone id skipped", extra={"run_id": page.run_id, "count": len(unkeyed)})
-    return True
+        logger.warning("records without a stone id skipped", extra={"run_id": run_id, "count": len(unkeyed)})
+    return written

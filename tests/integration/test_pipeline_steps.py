@@ -251,3 +251,28 @@ def test_a_broken_record_is_logged_and_the_rest_stored(runtime: LocalRuntime, db
         pending = conn.execute("SELECT count(*) AS n FROM raw_diamonds_nivoda WHERE pending").fetchone()
     assert [(e["supplier_stone_id"], e["field"]) for e in errors] == [("broken", "price")]
     assert pending == {"n": 0}, "the broken record is not retried forever"
+
+
+def test_a_full_run_confirms_unseen_stones_before_deleting_them(
+    runtime: LocalRuntime, db: Database, sandbox: RunningSandbox
+) -> None:
+    first = schedule_run(runtime.deps, RunType.FULL)
+    for msg in take(runtime):
+        drive_partition(runtime, msg)
+    assert consolidate_run(runtime.deps, first.run_id) == "completed"
+    gone = set(sandbox.inventory.remove(3, seed=8))
+    second = schedule_run(runtime.deps, RunType.FULL)
+    for msg in take(runtime):
+        drive_partition(runtime, msg)
+    # Four listed stones were missed by the paging (as when a stone is repriced into a range already paged).
+    missed = sorted(s.stone_id for s in sandbox.inventory.stones())[:4]
+    with db.transaction() as conn:
+        conn.execute("UPDATE raw_diamonds_nivoda SET seen_run_id = %s WHERE supplier_stone_id = ANY(%s)",
+                     (first.run_id, missed))
+    assert consolidate_run(runtime.deps, second.run_id) == "completed"
+    stored = diamonds(db)
+    assert {s for s, r in stored.items() if r["status"] == "deleted"} == gone
+    assert all(stored[s]["status"] == "active" for s in missed)
+    with db.connection() as conn:
+        run = conn.execute("SELECT deleted FROM run_metadata WHERE run_id = %s", (second.run_id,)).fetchone()
+    assert run == {"deleted": 3}

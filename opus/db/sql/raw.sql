@@ -59,3 +59,12 @@ WHERE d.feed = %(feed)s AND d.status = 'active' AND NOT EXISTS (
 
 -- name: delete_run_raw
 DELETE FROM raw_diamonds_nivoda WHERE run_id = %(run_id)s AND pending
+
+-- name: unseen_active
+-- Active stones of the feed that a full run did not see: deletion candidates, confirmed with the feed first.
+SELECT d.supplier_stone_id FROM diamonds d
+WHERE d.feed = %(feed)s AND d.status = 'active' AND NOT EXISTS (
+    SELECT 1 FROM raw_diamonds_nivoda r
+    WHERE r.supplier_stone_id = d.supplier_stone_id AND r.seen_run_id = %(run_id)s)
+ORDER BY d.supplier_stone_id
+LIMIT %(limit)s
