@@ -8,10 +8,12 @@ database, migrates it once, and every test that asks for `db` starts from empty 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -22,6 +24,7 @@ from opus.db.migrate import migrate
 from opus.db.pool import Database
 from opus.local.embedded import EmbeddedPostgres
 
+T = TypeVar("T")
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Tables whose rows the migrations seed: reset to the seed, not emptied.
 SEEDED = ("pricing_rules",)
@@ -42,6 +45,35 @@ def _server_url(stack: ExitStack, tmp: Path) -> str:
 def _with_dbname(url: str, name: str) -> str:
     """The same server URL naming another database (kept a URL: Settings accepts only URLs)."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def run_concurrently(fn: Callable[[], T], times: int) -> list[T]:
+    """Call `fn` from `times` threads released together; return the results, or raise the first error."""
+    barrier = threading.Barrier(times)
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        barrier.wait()
+        try:
+            results.append(fn())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(times)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.fixture
+def concurrently() -> Callable[[Callable[[], T], int], list[T]]:
+    """`concurrently(fn, 8)`: see `run_concurrently`."""
+    return run_concurrently
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -12,6 +11,8 @@ import pytest
 from psycopg import sql
 
 from opus.db.migrate import MIGRATIONS_DIR, discover, migrate
+
+Concurrently = Callable[[Callable[[], int], int], list[int]]
 
 
 @pytest.fixture
@@ -47,22 +48,8 @@ def test_all_migrations_apply_to_an_empty_database_and_a_rerun_applies_nothing(e
     assert len(rules) == 1, "the catch-all pricing rule is seeded exactly once"
 
 
-def test_concurrent_migrators_apply_each_migration_once(empty_database: str) -> None:
-    results: list[int] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.append(len(migrate(empty_database)))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+def test_concurrent_migrators_apply_each_migration_once(empty_database: str, concurrently: Concurrently) -> None:
+    results = concurrently(lambda: len(migrate(empty_database)), 3)
     assert sorted(results) == [0, 0, len(discover())]
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -133,28 +133,14 @@ def test_an_empty_page_ends_the_partition(runtime: LocalRuntime, db: Database) -
     assert partition(db, incremental.run_id, 0)["next_offset"] == 0
 
 
-def test_concurrent_completions_enqueue_one_consolidation(runtime: LocalRuntime, db: Database) -> None:
+def test_concurrent_completions_enqueue_one_consolidation(
+    runtime: LocalRuntime, db: Database, concurrently: Callable[[Callable[[], str], int], list[str]]
+) -> None:
     plan = schedule_run(runtime.deps, RunType.FULL)
     take(runtime)
     with db.transaction() as conn:
         conn.execute("UPDATE partition_progress SET status = 'succeeded' WHERE run_id = %s", (plan.run_id,))
-    barrier = threading.Barrier(8)
-    outcomes: list[str] = []
-    errors: list[BaseException] = []
-
-    def finish() -> None:
-        barrier.wait()
-        try:
-            outcomes.append(settle_run(runtime.deps, plan.run_id))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=finish) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    outcomes = concurrently(lambda: settle_run(runtime.deps, plan.run_id), 8)
     assert outcomes == ["consolidating"] * 8
     with db.connection() as conn:
         sent = conn.execute(
@@ -218,7 +204,7 @@ def test_consolidator_takes_over_expired_claims(runtime: LocalRuntime, db: Datab
         claimed = conn.execute(RAW.claim_batch, {"claimant": "crashed", "ttl_s": 0.5, "limit": 100}).fetchall()
     assert len(claimed) == 40
     assert consolidate_batch(runtime.deps, run_id, "nivoda", "live") is None, "claims still valid"
-    threading.Event().wait(0.6)
+    time.sleep(0.6)  # past the crashed claimant's TTL
     result = consolidate_batch(runtime.deps, run_id, "nivoda", "live")
     assert result is not None
     assert result.consolidated == 40

@@ -345,23 +345,10 @@ def test_wrong_password_is_an_auth_error_without_the_password() -> None:
     assert fake.auths == 1  # credentials are not retried
 
 
-def test_concurrent_threads_share_one_refresh() -> None:
+def test_concurrent_threads_share_one_refresh(concurrently: Callable[[Callable[[], int], int], list[int]]) -> None:
     fake = FakeNivoda(lambda body: ok({"diamonds_by_query_count": 1}), auth_delay_s=0.2)
     client = make_client(fake)
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            client.count(FeedQuery())
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    assert concurrently(lambda: client.count(FeedQuery()), 8) == [1] * 8
     assert fake.auths == 1
     assert len(fake.operations) == 8
 
