@@ -109,7 +109,8 @@ def schedule(full: bool) -> None:
     from opus.pipeline.scheduler import schedule_run
 
     with _runtime(_settings()) as runtime:
-        plan = schedule_run(runtime.deps, RunType.FULL if full else RunType.INCREMENTAL, trigger="cli")
+        plan = schedule_run(runtime.deps, runtime.coordinator, RunType.FULL if full else RunType.INCREMENTAL,
+                            trigger="cli")
     click.echo(json.dumps({"run_id": plan.run_id, "type": plan.run_type.value, "partitions": len(plan.partitions)}))
 
 
@@ -146,6 +147,34 @@ def retry(run_id: str) -> None:
     with _runtime(_settings()) as runtime:
         count = runtime.control.retry_partitions(run_id)
     click.echo(json.dumps({"run_id": run_id, "partitions": count}))
+
+
+@main.group()
+def runs() -> None:
+    """Runs: list them, cancel an active one."""
+
+
+@runs.command("list")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+def runs_list(limit: int) -> None:
+    """The latest runs, newest first, one JSON object per line."""
+    from opus.db.queries import Queries
+
+    with _database() as database, database.connection() as conn:
+        rows = conn.execute(Queries("api_analytics").runs, {"limit": limit, "offset": 0, "status": None}).fetchall()
+    for row in rows:
+        click.echo(json.dumps(row, default=str))
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+def runs_cancel(run_id: str) -> None:
+    """Cancel an active run (planning, running or consolidating): it fails now and frees its feed."""
+    import getpass
+
+    with _runtime(_settings()) as runtime:
+        runtime.control.cancel_run(run_id, by=f"cli:{getpass.getuser()}")
+    click.echo(json.dumps({"run_id": run_id, "status": "failed", "cancelled": True}))
 
 
 @main.command()

@@ -57,20 +57,47 @@ class Settings(BaseSettings):
         description="Pages one partition may fetch before it is stopped as runaway. Unset: three times its "
         "estimated pages plus 100, so the cap scales with the partition.",
     )
+    page_attempts: int = Field(
+        default=6, ge=1, le=100,
+        description="Tries of one page (each with the client's own retries) before its partition fails. Counted "
+        "in partition_progress, whatever the transport's delivery count says.",
+    )
     run_deadline_minutes: int = Field(default=360, ge=1)
+    planning_timeout_s: int = Field(
+        default=120, ge=5,
+        description="A planning run whose planner sent no heartbeat for this long is failed (or taken over by "
+        "`opus run`): a killed planner must not block the feed until the run's deadline.",
+    )
+    partition_stall_s: int = Field(
+        default=900, ge=30,
+        description="A partition of a running run that made no progress for this long gets its page enqueued "
+        "again (a lost or dead-lettered message must not stall the run until its deadline).",
+    )
     claim_ttl_seconds: int = Field(default=300, ge=5, description="Consolidator claims expire after this.")
     consolidator_batch_size: int = Field(default=2_000, ge=1, le=50_000)
-    consolidator_concurrency: int = Field(default=2, ge=1, le=32)
+    consolidator_concurrency: int = Field(default=2, ge=1, le=32, description="Consolidation chains per run.")
+    consolidator_slice_s: float = Field(
+        default=60.0, gt=0, le=600,
+        description="How long one consolidate message works before it sends its continuation.",
+    )
     max_delete_fraction: float = Field(
         default=0.5, ge=0, le=1, description="A full run refuses to soft-delete more than this share of stones."
     )
     delete_confirm_limit: int = Field(
-        default=500, ge=0,
-        description="A full run asks the feed about up to this many deletion candidates before soft-deleting.",
+        default=50_000, ge=0,
+        description="A full run asks the feed about at most this many stones it did not see; only stones the "
+        "feed confirms gone are soft-deleted, the rest stay live and are reported.",
     )
     max_delete_floor: int = Field(default=100, ge=0, description="...unless it is at most this many stones.")
-    queue_visibility_timeout_s: int = Field(default=300, ge=1)
+    queue_visibility_timeout_s: int = Field(
+        default=20, ge=1,
+        description="Lock of a received local-queue message; a live consumer renews it, so a dead consumer's "
+        "messages come back this soon.",
+    )
     queue_max_deliveries: int = Field(default=10, ge=1)
+    housekeeping_interval_s: float = Field(
+        default=30.0, gt=0, description="How often a local runtime runs housekeeping while it consumes."
+    )
 
     # --- service --------------------------------------------------------------------------------------
     schedule: str = Field(default="0 2 * * *", description="Nightly run, cron syntax, UTC.")

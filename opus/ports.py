@@ -66,10 +66,14 @@ class WorkQueue(Protocol):
 
 
 class RunCoordinator(Protocol):
-    """Counts partition completion for a run and decides when it consolidates or fails."""
+    """Counts partition completion for a run and decides when it consolidates or fails.
+
+    The runtime tells it what its handlers announced (at least once each); it must tolerate repeats and
+    announcements for runs that ended.
+    """
 
     def start(self, plan: RunPlan) -> None:
-        """Called after the plan is stored and before any work is enqueued."""
+        """Called after the plan is stored and before any work of `plan.partitions` is enqueued."""
         ...
 
     def partition_finished(self, run_id: str, partition: int, ok: bool) -> None: ...
@@ -112,4 +116,8 @@ class PipelineControl(Protocol):
 
     def delete_run(self, run_id: str) -> None:
         """Delete a failed run and its unconsolidated raw rows; ConflictError for a running or completed run."""
+        ...
+
+    def cancel_run(self, run_id: str, *, by: str) -> None:
+        """Fail an active run now (freeing its feed); ConflictError for a run that has ended."""
         ...

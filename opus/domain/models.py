@@ -140,6 +140,7 @@ class FeedQuery:
     ppc_to: int | None = None  # exclusive
     updated_from: datetime | None = None
     updated_to: datetime | None = None
+    ids: tuple[str, ...] | None = None  # supplier stone ids: "which of these are still listed?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,50 @@ class WorkItem:
         if partition < 0 or offset < 0:
             raise ValueError(f"malformed work item: {body!r}")
         return cls(run_id, partition, offset)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsolidateMessage:
+    """One link of a consolidation chain: work on the run for a bounded slice, then send the next link.
+
+    `chain` tells the chains of one run apart (`CONSOLIDATOR_CONCURRENCY` of them run side by side), `seq` numbers
+    the links so that a redelivered link re-sends the same next id (deduplicated), `attempt` counts retries of a
+    link that failed transiently, and `tag` keeps an operator's or housekeeping's chain apart from the original.
+    """
+
+    run_id: str
+    chain: int = 0
+    seq: int = 0
+    force: bool = False
+    attempt: int = 0
+    tag: str = ""
+
+    @property
+    def message_id(self) -> str:
+        tag = f":{self.tag}" if self.tag else ""
+        retry = f":retry-{self.attempt}" if self.attempt else ""
+        return f"consolidate:{self.run_id}{tag}:{self.chain}:{self.seq}{retry}"
+
+    def following(self) -> ConsolidateMessage:
+        return ConsolidateMessage(self.run_id, self.chain, self.seq + 1, self.force, 0, self.tag)
+
+    def retried(self) -> ConsolidateMessage:
+        return ConsolidateMessage(self.run_id, self.chain, self.seq, self.force, self.attempt + 1, self.tag)
+
+    def to_json(self) -> dict[str, object]:
+        return {"run_id": self.run_id, "chain": self.chain, "seq": self.seq, "force": self.force,
+                "attempt": self.attempt, "tag": self.tag}
+
+    @classmethod
+    def from_json(cls, body: dict[str, object]) -> ConsolidateMessage:
+        run_id, force, tag = body.get("run_id"), body.get("force", False), body.get("tag", "")
+        numbers = [body.get(k, 0) for k in ("chain", "seq", "attempt")]
+        if not isinstance(run_id, str) or not isinstance(force, bool) or not isinstance(tag, str):
+            raise ValueError(f"malformed consolidate message: {body!r}")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
+            raise ValueError(f"malformed consolidate message: {body!r}")
+        chain, seq, attempt = (int(n) for n in numbers)  # type: ignore[call-overload]
+        return cls(run_id, chain, seq, force, attempt, tag)
 
 
 @dataclass(frozen=True, slots=True)

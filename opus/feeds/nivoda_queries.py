@@ -128,6 +128,8 @@ def diamond_query(query: FeedQuery) -> dict[str, Any]:
         updated["to"] = iso_utc(query.updated_to)
     if updated:
         result["updated"] = updated
+    if query.ids is not None:
+        result["ids"] = list(query.ids)
     return result
 
 

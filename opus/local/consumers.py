@@ -1,15 +1,17 @@
 """The single-machine runtime for queue handlers: worker threads over a PostgresQueue.
 
-Each worker receives one message, calls `handler(body, delivery_count)` and settles the message by the outcome,
-the way the Service Bus trigger does on Azure:
-- returns -> complete;
-- TransientError -> abandon with exponential backoff (or the error's `retry_after`), so a rate limit or an
-  outage is not hammered;
-- PermanentError -> dead-letter at once with the error as reason: retrying cannot help;
-- anything else -> abandon at once and log the traceback; the queue dead-letters it after max deliveries.
+Each worker receives one message, calls `handler(body)` and applies the `Outcome` it returns, the way the Service
+Bus trigger does on Azure:
+- the partitions it saw finish are announced first (`on_finished`), so a crash before the message is completed
+  repeats the announcement instead of losing it;
+- DONE -> complete; RETRY -> send the scheduled copy, then complete; GIVE_UP -> dead-letter with the reason;
+- a raised TransientError (the database blinked) -> abandon with exponential backoff; PermanentError ->
+  dead-letter at once; anything else -> abandon at once and log the traceback; the queue dead-letters it after
+  max deliveries.
 
-Nothing is lost on stop: a worker finishes its in-flight handler; a message it received while stopping is
-abandoned unprocessed; and anything a crash leaves unsettled reappears when its lock expires.
+Locks are short (`QUEUE_VISIBILITY_TIMEOUT_S`) and renewed every third of their length while the handler runs, so a
+consumer that dies loses its messages to the others within one lock's time. Nothing is lost on stop: a worker
+finishes its in-flight handler; a message it received while stopping is abandoned unprocessed.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from functools import partial
 
 from opus.adapters.postgres_queue import LockLostError, PostgresQueue, ReceivedMessage
 from opus.errors import PermanentError, TransientError
+from opus.pipeline.outcomes import Disposition, Outcome, PartitionFinished
 from opus.ports import JSON
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[JSON, int], None]
+Handler = Callable[[JSON], Outcome]
+OnFinished = Callable[[PartitionFinished], None]
 
 # After a receive fails (database unreachable), wait this long before trying again, doubling up to the cap.
 _RECEIVE_RETRY_S = 0.5
@@ -59,6 +63,7 @@ class QueueConsumer:
         name: str = "",
         retry_base_s: float = 1.0,
         retry_max_s: float = 300.0,
+        on_finished: OnFinished | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -74,6 +79,7 @@ class QueueConsumer:
         self.name = name or queue_name
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
+        self._on_finished = on_finished
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._renewer = _LockRenewer(queue, visibility_timeout_s, self.name)
@@ -172,7 +178,8 @@ class QueueConsumer:
         settle: Callable[[ReceivedMessage], None]
         ok = False
         try:
-            self._handler(msg.body, msg.delivery_count)
+            outcome = self._handler(msg.body)
+            settle = self._settlement(msg, outcome)
         except TransientError as exc:
             delay = exc.retry_after if exc.retry_after is not None else self._backoff_s(msg.delivery_count)
             logger.warning("handler failed, will retry", extra={**context, "error": str(exc), "delay_s": delay})
@@ -189,7 +196,9 @@ class QueueConsumer:
             settle = self._queue.abandon
             self._count(failed=1)
         else:
-            settle, ok = self._queue.complete, True
+            ok = outcome.disposition is not Disposition.GIVE_UP
+            if not ok:
+                self._count(failed=1, dead=1)
         finally:
             self._renewer.untrack(msg)
         settled = self._settle(msg, settle)
@@ -197,6 +206,21 @@ class QueueConsumer:
             self._in_flight -= 1
             if settled and ok:
                 self._processed += 1
+
+    def _settlement(self, msg: ReceivedMessage, outcome: Outcome) -> Callable[[ReceivedMessage], None]:
+        """Announce what finished, then say how to settle; a failed announcement raises (the message comes back)."""
+        if self._on_finished is not None:
+            for finished in outcome.finished:
+                self._on_finished(finished)
+        if outcome.disposition is Disposition.GIVE_UP:
+            reason = outcome.reason or "given up"
+            logger.error("message given up", extra={"consumer": self.name, "message_id": msg.message_id,
+                                                     "reason": reason})
+            return partial(self._queue.dead_letter, reason=reason)
+        if outcome.disposition is Disposition.RETRY and outcome.retry is not None:
+            copy = outcome.retry
+            self._queue.send(msg.queue, copy.body, message_id=copy.message_id, delay_s=copy.delay_s)
+        return self._queue.complete
 
     def _settle(self, msg: ReceivedMessage, action: Callable[[ReceivedMessage], None]) -> bool:
         """Apply a settlement; a failure is logged, not raised: the message reappears when its lock expires."""
@@ -223,7 +247,7 @@ class QueueConsumer:
 
 
 class _LockRenewer:
-    """One thread per consumer renewing the lock of every message whose handler outlives half its lock."""
+    """One thread per consumer renewing the lock of every message whose handler outlives a third of its lock."""
 
     def __init__(self, queue: PostgresQueue, visibility_timeout_s: float, name: str) -> None:
         self._queue = queue
@@ -249,7 +273,7 @@ class _LockRenewer:
     def track(self, msg: ReceivedMessage) -> None:
         with self._cond:
             self._tracked[msg.id] = msg
-            heapq.heappush(self._due, (time.monotonic() + self._visibility_timeout_s / 2, msg.id))
+            heapq.heappush(self._due, (time.monotonic() + self._visibility_timeout_s / 3, msg.id))
             # Wake the thread only if its next deadline moved; mostly it did not (same delay for every message).
             if self._due[0][1] == msg.id:
                 self._cond.notify()
@@ -305,7 +329,7 @@ class _LockRenewer:
             logger.exception("lock renewal failed; retrying", extra=context)
             # Try again well before the lock runs out.
             return self._visibility_timeout_s / 10
-        return self._visibility_timeout_s / 2
+        return self._visibility_timeout_s / 3
 
     def _is_tracked(self, msg: ReceivedMessage) -> bool:
         with self._cond:

@@ -6,14 +6,16 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 from opus.db.queries import Queries
 from opus.domain.models import RunStatus, RunType
+from opus.errors import ConflictError
 from opus.local.runtime import LocalRuntime
-from opus.pipeline.runs import ACTIVE, expire_overdue_runs, get_run
-from opus.pipeline.scheduler import schedule_run
+from opus.pipeline.runs import ACTIVE, active_run, expire_overdue_runs, get_run
+from opus.pipeline.scheduler import PlanningTaken, plan_run, schedule_run
 
 logger = logging.getLogger(__name__)
 RUNS = Queries("runs")
@@ -38,9 +40,33 @@ def run_once(
     runtime: LocalRuntime, run_type: RunType, *, workers: int, on_progress: Callable[[Progress], None] | None = None,
     poll_s: float = 0.5,
 ) -> dict[str, Any]:
-    """Plan a run, work it with `workers` threads and one consolidator, and return its summary."""
-    plan = schedule_run(runtime.deps, run_type, trigger="cli")
-    return follow_run(runtime, plan.run_id, workers=workers, on_progress=on_progress, poll_s=poll_s)
+    """Plan a run (or resume the feed's interrupted one), work it in this process, and return its summary."""
+    run_id = start_or_resume(runtime, run_type)
+    return follow_run(runtime, run_id, workers=workers, on_progress=on_progress, poll_s=poll_s)
+
+
+def start_or_resume(runtime: LocalRuntime, run_type: RunType) -> str:
+    """A new run, or the feed's active run of the same type, resumed (re-planned if its planner died).
+
+    Another active run type is refused with what to do about it: resuming a run of the other type silently would
+    surprise, and cancelling one is the operator's call.
+    """
+    deps = runtime.deps
+    expire_overdue_runs(deps)
+    active = active_run(deps, deps.feed.name)
+    if active is None:
+        return schedule_run(deps, runtime.coordinator, run_type, trigger="cli").run_id
+    run_id, kind, status = str(active["run_id"]), str(active["run_type"]), str(active["status"])
+    if kind != run_type.value:
+        raise ConflictError(
+            f"run {run_id} ({kind}, {status}) of feed {deps.feed.name!r} is active: `opus run --{kind}` resumes it, "
+            f"`opus runs cancel {run_id}` cancels it"
+        )
+    if status == RunStatus.PLANNING:
+        with suppress(PlanningTaken):  # a live planner owns it: follow its run
+            plan_run(deps, runtime.coordinator, run_id)
+    logger.info("resuming the active run", extra={"run_id": run_id, "status": status})
+    return run_id
 
 
 def follow_run(
@@ -57,7 +83,6 @@ def follow_run(
                 on_progress(progress)
             if progress.status not in ACTIVE:
                 break
-            expire_overdue_runs(runtime.deps)
             time.sleep(poll_s)
     finally:
         runtime.stop_consumers()
@@ -78,6 +103,7 @@ def summary(runtime: LocalRuntime, run_id: str) -> dict[str, Any]:
         "raw_rows": totals.get("rows_fetched", 0),
         "consolidated": run.get("consolidated", 0),
         "deleted": run.get("deleted", 0),
+        "unconfirmed": run.get("unconfirmed", 0),
         "errors": run.get("errors", 0),
         "watermark": watermark.isoformat() if watermark else None,
         "failure_reason": run.get("failure_reason"),

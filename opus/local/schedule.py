@@ -1,7 +1,7 @@
 """The nightly schedule, in-process: what the Azure timer trigger does, for `opus serve`.
 
-A thread sleeps until the next cron time (UTC), then starts the scheduled run. Between firings it fails
-overdue runs so that a stuck run cannot block the next night's.
+A thread sleeps until the next cron time (UTC), then starts the scheduled run. The runtime's housekeeping
+(running beside the consumers) keeps a stuck run from blocking the next night's.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from datetime import datetime
 
 from croniter import croniter
 
-from opus.errors import ConflictError
 from opus.pipeline.deps import PipelineDeps
-from opus.pipeline.runs import expire_overdue_runs
-from opus.pipeline.scheduler import schedule_run, scheduled_run_type
+from opus.pipeline.scheduler import start_scheduled_run
+from opus.ports import RunCoordinator
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +28,14 @@ def next_fire(cron: str, after: datetime) -> datetime:
 
 
 class NightlySchedule:
-    """`housekeeping` callables run about once a minute beside failing overdue runs (e.g. queue pruning)."""
+    """`housekeeping` callables run about once a minute between firings."""
 
-    def __init__(self, deps: PipelineDeps, cron: str, *, housekeeping: Sequence[Callable[[], object]] = ()) -> None:
+    def __init__(self, deps: PipelineDeps, coordinator: RunCoordinator, cron: str, *,
+                 housekeeping: Sequence[Callable[[], object]] = ()) -> None:
         self._deps = deps
+        self._coordinator = coordinator
         self._cron = cron
-        self._housekeeping = [lambda: expire_overdue_runs(deps), *housekeeping]
+        self._housekeeping = list(housekeeping)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="schedule", daemon=True)
         self.next_at = next_fire(cron, deps.clock.now())
@@ -49,13 +50,7 @@ class NightlySchedule:
 
     def fire(self) -> str | None:
         """Start the scheduled run now; None when one is already active."""
-        run_type = scheduled_run_type(self._deps)
-        try:
-            plan = schedule_run(self._deps, run_type, trigger="schedule")
-        except ConflictError:
-            logger.warning("scheduled run skipped: a run is already active")
-            return None
-        return plan.run_id
+        return start_scheduled_run(self._deps, self._coordinator)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

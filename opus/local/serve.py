@@ -39,9 +39,8 @@ def serve(
     rt = runtime or LocalRuntime(settings)
     try:
         app = build_app(rt)
-        rt.start_consumers(workers=settings.max_workers, consolidators=1)
-        # Finished messages are kept for duplicate detection, then pruned.
-        schedule = NightlySchedule(rt.deps, settings.schedule, housekeeping=[rt.queue.prune])
+        rt.start_consumers(workers=settings.max_workers, consolidators=1)  # with housekeeping and queue pruning
+        schedule = NightlySchedule(rt.deps, rt.coordinator, settings.schedule)
         schedule.start()
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
         server = uvicorn.Server(config)

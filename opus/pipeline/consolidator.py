@@ -1,36 +1,46 @@
-"""Step 4 of a run: map, price and bulk-upsert the raw rows, then close the run.
+"""Step 4 of a run: map, price and bulk-upsert the raw rows, as a chain of bounded slices, then close the run.
 
-Raw rows are claimed in batches with a TTL, so several consolidators (threads or processes) share the work
-and a crashed one's rows are taken over. The run is completed, and the watermark advanced, only once no
-raw row is left pending: whichever consolidator finishes last closes the run.
+Each consolidate message works for at most `CONSOLIDATOR_SLICE_S`, then sends the next link of its chain;
+`CONSOLIDATOR_CONCURRENCY` chains run side by side (on Azure, on different instances). Raw rows are claimed in
+batches with a TTL, so a crashed claimant's rows are taken over. A chain never ends while the run's feed still has
+rows pending, claimed or not: if others hold them, it comes back when their claims could have expired. Chain 0,
+finding nothing pending, confirms deletions (full runs) and finalizes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 from psycopg.types.json import Jsonb
 
 from opus.db.pool import Connection
 from opus.db.queries import Queries
 from opus.domain.mapping import MappingError, map_nivoda_item
-from opus.domain.models import Diamond, PartitionStatus, RunStatus, RunType
-from opus.errors import PermanentError
+from opus.domain.models import ConsolidateMessage, Diamond, RunStatus, RunType
+from opus.errors import FeedTransientError
+from opus.pipeline.deletions import confirm_unseen
 from opus.pipeline.deps import PipelineDeps
 from opus.pipeline.diamond_rows import load_pricing_engine, to_staging_row
-from opus.pipeline.raw_store import store_items
-from opus.pipeline.runs import fail_run, get_run
-from opus.ports import JSON
+from opus.pipeline.finalize import finalize
+from opus.pipeline.outcomes import Outcome, backoff_s
+from opus.pipeline.runs import get_run
+from opus.ports import CONSOLIDATE_QUEUE, JSON
 
 logger = logging.getLogger(__name__)
 RAW = Queries("raw")
 RUNS = Queries("runs")
 SQL = Queries("consolidate")
+
+# When rows are held by another claimant, come back within this window: soon enough to take over a dead one's
+# rows right after their claim expires, rarely enough not to spin.
+_WAIT_MIN_S, _WAIT_MAX_S = 0.5, 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,85 +49,101 @@ class BatchResult:
     errors: int
 
 
-def handle_consolidate(deps: PipelineDeps, body: JSON, delivery_count: int = 1) -> None:
-    """Queue handler for a consolidate message `{"run_id": ..., "force": false}`."""
-    run_id = body.get("run_id")
-    if not isinstance(run_id, str):
-        raise PermanentError(f"malformed consolidate message: {body!r}")
-    consolidate_run(deps, run_id, force=bool(body.get("force", False)))
+@dataclass(frozen=True, slots=True)
+class SliceResult:
+    status: str  # the run's status when the slice ended
+    consolidated: int
+    errors: int
+    continue_after_s: float | None  # None: this chain ends; else send the next link, due after this long
+
+
+def handle_consolidate(deps: PipelineDeps, body: JSON) -> Outcome:
+    """Queue handler for one link of a consolidation chain (`ConsolidateMessage`)."""
+    try:
+        message = ConsolidateMessage.from_json(body)
+    except ValueError as exc:
+        return Outcome.give_up(str(exc))
+    try:
+        result = consolidate_slice(deps, message.run_id, chain=message.chain, force=message.force)
+    except FeedTransientError as exc:  # confirming deletions asks the feed
+        retry = message.retried()
+        delay = exc.retry_after if exc.retry_after is not None else backoff_s(retry.attempt)
+        return Outcome.retry_later(retry.to_json(), retry.message_id, delay, str(exc))
+    if result.continue_after_s is not None:
+        nxt = message.following()
+        deps.queue.send(CONSOLIDATE_QUEUE, nxt.to_json(), message_id=nxt.message_id, delay_s=result.continue_after_s)
+    return Outcome.done()
 
 
 def consolidate_run(deps: PipelineDeps, run_id: str, *, force: bool = False) -> str:
-    """Consolidate a run's pending rows and close it when complete. Returns the run's status afterwards."""
-    run = get_run(deps, run_id)
-    if run is None:
-        logger.warning("consolidation of an unknown run skipped", extra={"run_id": run_id})
-        return "unknown"
-    complete = _all_partitions_succeeded(deps, run_id, run["partitions_total"])
-    if run["status"] == RunStatus.RUNNING and complete:
-        # The coordinator's commit may have been lost after it sent the message: repeat its transition.
-        with deps.db.transaction() as conn:
-            conn.execute(RUNS.mark_consolidating, {"run_id": run_id})
-            run = conn.execute(RUNS.get_run, {"run_id": run_id}).fetchone() or run
-    consolidating = run["status"] == RunStatus.CONSOLIDATING
-    if not (consolidating or force):
-        logger.info("consolidation not due", extra={"run_id": run_id, "status": run["status"]})
-        return str(run["status"])
-    drain(deps, run_id, run["feed"])
-    if not consolidating:
-        return str(run["status"])
-    if run["run_type"] == RunType.FULL and confirm_unseen(deps, run_id, run["feed"]):
-        drain(deps, run_id, run["feed"])
-    return finalize(deps, run_id)
-
-
-def confirm_unseen(deps: PipelineDeps, run_id: str, feed: str) -> int:
-    """Ask the feed about the stones a full run did not see before they are soft-deleted.
-
-    Paging by offset is not a snapshot: a stone repriced into a range already paged, or shifted by a removal
-    ahead of it, is missed although still listed. Each candidate still listed is stored as seen (and
-    consolidated); the rest are gone. Beyond `delete_confirm_limit` candidates nothing is asked: that many
-    misses point at the feed, and the deletion guard in `finalize` decides. Returns how many were still listed.
-    """
-    limit = deps.settings.delete_confirm_limit
-    with deps.db.connection() as conn:
-        candidates = [r["supplier_stone_id"] for r in conn.execute(
-            RAW.unseen_active, {"run_id": run_id, "feed": feed, "limit": limit + 1})]
-    if not candidates or len(candidates) > limit:
-        return 0
-    listed = [item for item in (deps.feed.get(stone_id) for stone_id in candidates) if item is not None]
-    if listed:
-        store_items(deps.db, run_id, feed, listed, full_run=True)
-        logger.info("unseen stones still listed", extra={"run_id": run_id, "count": len(listed)})
-    return len(listed)
+    """Consolidate in this process, slice after slice, until the chain would end; returns the run's status."""
+    while True:
+        result = consolidate_slice(deps, run_id, chain=0, force=force)
+        if result.continue_after_s is None:
+            return result.status
+        time.sleep(result.continue_after_s)
 
 
 def drain(deps: PipelineDeps, run_id: str, feed: str) -> BatchResult:
-    """Consolidate pending raw rows with `consolidator_concurrency` claimants until none is left."""
+    """Consolidate the feed's claimable rows with `CONSOLIDATOR_CONCURRENCY` claimants at once, until none is left
+    (no slicing, no finalizing): what the chains do, in one process, for benchmarks and tools."""
+    base = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def claimant(i: int) -> BatchResult:
+        consolidated = errors = 0
+        while (batch := consolidate_batch(deps, run_id, feed, f"{base}:{i}")) is not None:
+            consolidated, errors = consolidated + batch.consolidated, errors + batch.errors
+        return BatchResult(consolidated, errors)
+
     workers = deps.settings.consolidator_concurrency
-    base = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="consolidate") as pool:
-        results = list(pool.map(lambda i: _drain_one(deps, run_id, feed, f"{base}:{i}"), range(workers)))
+        results = list(pool.map(claimant, range(workers)))
     return BatchResult(sum(r.consolidated for r in results), sum(r.errors for r in results))
 
 
-def _drain_one(deps: PipelineDeps, run_id: str, feed: str, claimant: str) -> BatchResult:
+def consolidate_slice(deps: PipelineDeps, run_id: str, *, chain: int, force: bool = False) -> SliceResult:
+    """One bounded slice of work on a run's consolidation; see the module docstring for when a chain ends."""
+    run = get_run(deps, run_id)
+    if run is None:
+        logger.warning("consolidation of an unknown run skipped", extra={"run_id": run_id})
+        return SliceResult("unknown", 0, 0, None)
+    consolidating = run["status"] == RunStatus.CONSOLIDATING
+    if not (consolidating or force):
+        logger.info("consolidation not due", extra={"run_id": run_id, "status": run["status"]})
+        return SliceResult(str(run["status"]), 0, 0, None)
+    feed = run["feed"]
+    deadline = time.monotonic() + deps.settings.consolidator_slice_s
+    with deps.db.transaction() as conn:  # a live chain keeps housekeeping from reviving the consolidation
+        conn.execute(RUNS.consolidation_active, {"run_id": run_id, "now": deps.clock.now()})
+    claimant = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     consolidated = errors = 0
-    while True:
-        result = consolidate_batch(deps, run_id, feed, claimant)
-        if result is None:
-            return BatchResult(consolidated, errors)
-        consolidated += result.consolidated
-        errors += result.errors
+    while (batch := consolidate_batch(deps, run_id, feed, claimant)) is not None:
+        consolidated += batch.consolidated
+        errors += batch.errors
+        if time.monotonic() >= deadline:
+            return SliceResult(str(run["status"]), consolidated, errors, 0.0)
+    pending, next_expiry = _pending(deps, feed)
+    if pending:
+        # Claimed by others, alive or dead: come back, at the latest when their claims run out.
+        return SliceResult(str(run["status"]), consolidated, errors, _wait_for(deps, next_expiry))
+    if not consolidating or chain != 0:
+        return SliceResult(str(run["status"]), consolidated, errors, None)
+    if run["run_type"] == RunType.FULL:
+        step = confirm_unseen(deps, run, deadline)
+        if step.still_listed or step.more:
+            return SliceResult(str(run["status"]), consolidated, errors, 0.0)
+    status = finalize(deps, run_id)
+    return SliceResult(status, consolidated, errors, 0.0 if status == RunStatus.CONSOLIDATING else None)
 
 
 def consolidate_batch(deps: PipelineDeps, run_id: str, feed: str, claimant: str) -> BatchResult | None:
-    """Claim, map, price and upsert one batch; None when nothing was left to claim."""
+    """Claim, map, price and upsert one batch of the feed's pending rows; None when nothing was claimable."""
     settings = deps.settings
     with deps.db.transaction() as conn:
         claimed = conn.execute(
             RAW.claim_batch,
-            {"claimant": claimant, "ttl_s": settings.claim_ttl_seconds, "limit": settings.consolidator_batch_size},
+            {"claimant": claimant, "feed": feed, "now": deps.clock.now(), "ttl_s": settings.claim_ttl_seconds,
+             "limit": settings.consolidator_batch_size},
         ).fetchall()
     if not claimed:
         return None
@@ -141,12 +167,7 @@ def consolidate_batch(deps: PipelineDeps, run_id: str, feed: str, claimant: str)
                 copy.write_row(staging_row)
         conn.execute(SQL.upsert_from_staging)
         conn.execute(RAW.release_batch, {"ids": [r["id"] for r in claimed], "claimant": claimant})
-        for row, error in failures:
-            conn.execute(
-                RUNS.insert_error,
-                {"run_id": run_id, "feed": feed, "source": "mapping", "supplier_stone_id": row["supplier_stone_id"],
-                 "field": error.field, "message": str(error), "payload": Jsonb(row["payload"])},
-            )
+        _record_failures(conn, run_id, feed, failures)
         conn.execute(RUNS.count_consolidated, {"run_id": run_id, "consolidated": len(rows), "errors": len(failures)})
     unpriced = sum(not priced for _row, priced in rows)
     if unpriced:
@@ -154,47 +175,33 @@ def consolidate_batch(deps: PipelineDeps, run_id: str, feed: str, claimant: str)
     return BatchResult(len(rows), len(failures))
 
 
-def finalize(deps: PipelineDeps, run_id: str) -> str:
-    """Close a consolidating run once no raw row is pending: soft-delete, watermark, completed.
-
-    One transaction under the run's lock, so concurrent finalizers serialise and the run's counts are
-    written once. The watermark moves inside it: if that write fails, the soft-deletes roll back too and the
-    run stays `consolidating` for the redelivered message to close.
-    """
-    with deps.db.transaction() as conn:
-        run = conn.execute(RUNS.lock_run, {"run_id": run_id}).fetchone()
-        if run is None or run["status"] != RunStatus.CONSOLIDATING:
-            return str(run["status"]) if run else "unknown"
-        pending = conn.execute(RAW.pending_left).fetchone()
-        if pending and pending["n"]:
-            return str(run["status"])  # another consolidator still holds rows; it closes the run
-        deleted, refusal = 0, None
-        if run["run_type"] == RunType.FULL:
-            deleted, refusal = _soft_delete_unseen(deps, conn, run)
-        if refusal is None:
-            deps.watermarks.advance(run["feed"], run["updated_to"])
-            conn.execute(RUNS.complete_run, {"run_id": run_id, "watermark": run["updated_to"], "deleted": deleted})
-    if refusal is not None:
-        fail_run(deps, run_id, refusal)
-        return RunStatus.FAILED.value
-    logger.info("run completed", extra={"run_id": run_id, "deleted": deleted})
-    return RunStatus.COMPLETED.value
+def _record_failures(conn: Connection, run_id: str, feed: str,
+                     failures: list[tuple[dict[str, object], MappingError]]) -> None:
+    """Each failure goes to error_logs; a stone we already list keeps its last good data, marked as stale."""
+    if not failures:
+        return
+    for row, error in failures:
+        conn.execute(
+            RUNS.insert_error,
+            {"run_id": run_id, "feed": feed, "source": "mapping", "supplier_stone_id": row["supplier_stone_id"],
+             "field": error.field, "message": str(error), "payload": Jsonb(row["payload"])},
+        )
+    conn.execute(SQL.mark_record_errors, {
+        "feed": feed, "stone_ids": [str(row["supplier_stone_id"]) for row, _e in failures],
+        "messages": [str(error) for _row, error in failures],
+    })
+    logger.warning("records could not be mapped", extra={"run_id": run_id, "count": len(failures)})
 
 
-def _soft_delete_unseen(deps: PipelineDeps, conn: Connection, run: dict[str, Any]) -> tuple[int, str | None]:
-    """Soft-delete the feed's stones a full run did not see; refuse when that would be implausibly many."""
-    params = {"run_id": run["run_id"], "feed": run["feed"]}
-    counts = conn.execute(RAW.count_unseen, params).fetchone() or {"active": 0, "unseen": 0}
-    allowed = max(deps.settings.max_delete_fraction * counts["active"], deps.settings.max_delete_floor)
-    if counts["unseen"] > allowed:
-        # A full run that saw far fewer stones than we list is more likely a feed fault than a sell-out.
-        return 0, f"refused to soft-delete {counts['unseen']} of {counts['active']} active diamonds; check the feed"
-    deleted = conn.execute(RAW.soft_delete_unseen, params).rowcount
-    conn.execute(RAW.delete_unseen_raw, params)
-    return deleted, None
-
-
-def _all_partitions_succeeded(deps: PipelineDeps, run_id: str, total: int) -> bool:
+def _pending(deps: PipelineDeps, feed: str) -> tuple[int, datetime | None]:
     with deps.db.connection() as conn:
-        states = {r["status"]: r["n"] for r in conn.execute(RUNS.partition_states, {"run_id": run_id})}
-    return total > 0 and states.get(PartitionStatus.SUCCEEDED, 0) == total
+        row = conn.execute(RAW.pending_of_feed, {"feed": feed, "now": deps.clock.now()}).fetchone()
+    assert row is not None
+    return int(row["pending"]), row["next_claim_expiry"]
+
+
+def _wait_for(deps: PipelineDeps, next_expiry: datetime | None) -> float:
+    if next_expiry is None:
+        return _WAIT_MIN_S
+    seconds = (next_expiry - deps.clock.now()).total_seconds()
+    return min(_WAIT_MAX_S, max(_WAIT_MIN_S, seconds))

@@ -1,4 +1,8 @@
-"""What a pipeline step needs, wired once per process by the runtime (local threads or Azure triggers)."""
+"""What a pipeline step needs, wired once per process by the runtime (local threads or Azure triggers).
+
+The RunCoordinator is not among them: it is built on top of these (the local one settles runs with them), and the
+steps that need it (planning, retrying) take it as an argument, so nothing is wired in a cycle.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from dataclasses import dataclass
 
 from opus.config import Settings
 from opus.db.pool import Database
-from opus.ports import Alerts, Clock, Feed, RunCoordinator, WatermarkStore, WorkQueue
+from opus.ports import Alerts, Clock, Feed, WatermarkStore, WorkQueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +18,6 @@ class PipelineDeps:
     db: Database
     feed: Feed
     queue: WorkQueue
-    coordinator: RunCoordinator
     watermarks: WatermarkStore
     alerts: Alerts
     clock: Clock

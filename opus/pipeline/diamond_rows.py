@@ -1,9 +1,10 @@
-"""Turning a mapped Diamond into a row of `diamonds`: pricing, content hash, column order for COPY."""
+"""Turning a mapped Diamond into a row of `diamonds`: pricing, content hash, the column order for COPY."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from decimal import Decimal
+from typing import Final
 
 from opus.db.pool import Connection
 from opus.db.queries import Queries
@@ -11,6 +12,12 @@ from opus.domain.models import Diamond, PricingRule
 from opus.domain.pricing import PricingEngine
 
 SQL = Queries("consolidate")
+
+# The columns the consolidator writes, in the order of `copy_staging` in consolidate.sql (a test holds the SQL to
+# this list): the mapped stone's fields, then what pricing adds, then bookkeeping.
+MAPPED_COLUMNS: Final[tuple[str, ...]] = tuple(f.name for f in dataclasses.fields(Diamond))
+PRICING_COLUMNS: Final = ("price", "markup_ratio", "pricing_rule_id", "rating")
+STAGING_COLUMNS: Final[tuple[str, ...]] = (*MAPPED_COLUMNS, *PRICING_COLUMNS, "content_hash", "run_id")
 
 
 def load_pricing_engine(conn: Connection) -> PricingEngine:
@@ -28,22 +35,20 @@ def load_pricing_engine(conn: Connection) -> PricingEngine:
 
 
 def to_staging_row(d: Diamond, engine: PricingEngine, run_id: str) -> tuple[tuple[object, ...], bool]:
-    """The COPY row for `diamonds_staging` (column order of consolidate.sql) and whether a rule priced it."""
+    """The COPY row for `diamonds_staging` (STAGING_COLUMNS order) and whether a rule priced it."""
     priced = engine.price(d)
-    price: Decimal | None = priced.price if priced else None
-    markup = priced.markup_ratio if priced else None
-    rule_id = priced.pricing_rule_id if priced else None
-    rating = priced.rating if priced else None
-    row = (
-        d.feed, d.supplier_stone_id, d.offer_id, d.shape, d.carats, d.color, d.clarity, d.cut, d.polish,
-        d.symmetry, d.fluorescence, d.fancy_color, d.fancy_intensity, d.fancy_overtone, d.lab,
-        d.certificate_number, d.lab_grown, d.length_mm, d.width_mm, d.depth_mm, d.depth_pct, d.table_pct,
-        d.eye_clean, d.availability.value, d.hold_id, d.image_url, d.video_url, d.certificate_url,
-        d.supplier_id, d.supplier_name, d.feed_price, price, markup, rule_id, rating,
-    )
-    return (*row, content_hash(d, row[-4:]), run_id), priced is not None
+    values: dict[str, object] = {name: getattr(d, name) for name in MAPPED_COLUMNS}
+    values["availability"] = d.availability.value
+    values["price"] = priced.price if priced else None
+    values["markup_ratio"] = priced.markup_ratio if priced else None
+    values["pricing_rule_id"] = priced.pricing_rule_id if priced else None
+    values["rating"] = priced.rating if priced else None
+    values["content_hash"] = content_hash(d)
+    values["run_id"] = run_id
+    return tuple(values[name] for name in STAGING_COLUMNS), priced is not None
 
 
-def content_hash(d: Diamond, pricing: tuple[object, ...]) -> str:
-    """A digest of everything a row holds, so an unchanged stone is not rewritten."""
-    return hashlib.sha256(repr((d, pricing)).encode()).hexdigest()
+def content_hash(d: Diamond) -> str:
+    """A digest of the mapped stone. Pricing is not in it: the upsert compares the price fields by value, because
+    repricing after a rule change writes them set-based, where no hash can follow."""
+    return hashlib.sha256(repr(d).encode()).hexdigest()

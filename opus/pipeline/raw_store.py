@@ -82,11 +82,11 @@ def _upsert_items(conn: Connection, run_id: str, feed: str, items: list[JSON], *
     stone_ids = sorted(rows)  # a fixed order: two deliveries of one page lock rows alike, no deadlock
     written = conn.execute(
         RAW.upsert_raw_page,
-        {"run_id": run_id, "stone_ids": stone_ids, "payloads": [Jsonb(rows[s]) for s in stone_ids],
+        {"run_id": run_id, "feed": feed, "stone_ids": stone_ids, "payloads": [Jsonb(rows[s]) for s in stone_ids],
          "hashes": [payload_hash(rows[s]) for s in stone_ids]},
     ).rowcount
     if full_run:
-        conn.execute(RAW.mark_seen, {"run_id": run_id, "stone_ids": stone_ids})
+        conn.execute(RAW.mark_seen, {"run_id": run_id, "feed": feed, "stone_ids": stone_ids})
     for record in unkeyed:
         conn.execute(
             RUNS.insert_error,
@@ -94,5 +94,7 @@ def _upsert_items(conn: Connection, run_id: str, feed: str, items: list[JSON], *
              "field": "diamond.id", "message": "record has no supplier stone id; skipped", "payload": Jsonb(record)},
         )
     if unkeyed:
+        # Counted with the mapping errors: the run's summary reports every record it could not use.
+        conn.execute(RUNS.count_consolidated, {"run_id": run_id, "consolidated": 0, "errors": len(unkeyed)})
         logger.warning("records without a stone id skipped", extra={"run_id": run_id, "count": len(unkeyed)})
     return written

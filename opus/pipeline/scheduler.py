@@ -1,10 +1,22 @@
-"""Step 1 of a run: create it, scan the feed's density, store the partitions, enqueue one item each."""
+"""Step 1 of a run: create it, scan the feed's density, store the partitions, enqueue one item each.
+
+Planning can take minutes (hundreds of count calls, each up to 45 s in production). The planner owns the run
+while it beats: a heartbeat thread refreshes `heartbeat_at`, and a run whose planner stopped beating is failed
+by housekeeping or taken over (`plan_run` on it again), so a killed planner frees its feed within
+`PLANNING_TIMEOUT_S`. The plan and its partitions are stored in one transaction, only by the owner; the
+coordinator is started before the first message is sent.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -15,79 +27,176 @@ from opus.domain.models import FeedQuery, Partition, RunPlan, RunType, WorkItem
 from opus.errors import ConflictError, OpusError
 from opus.pipeline.density import scan_density, target_bucket_for
 from opus.pipeline.deps import PipelineDeps
-from opus.pipeline.runs import expire_overdue_runs, fail_run
-from opus.ports import WORK_QUEUE, OutgoingMessage
+from opus.pipeline.runs import (
+    expire_overdue_runs,
+    fail_abandoned_planning,
+    fail_run,
+    incremental_start,
+    planning_stale_before,
+)
+from opus.ports import WORK_QUEUE, OutgoingMessage, RunCoordinator
 
 logger = logging.getLogger(__name__)
-Q = Queries("runs")
+RUNS = Queries("runs")
 
 
-def schedule_run(deps: PipelineDeps, run_type: RunType, *, trigger: str = "cli") -> RunPlan:
-    """Plan a run and enqueue its first page per partition. Raises ConflictError if one is active."""
+class PlanningTaken(ConflictError):
+    """Another live planner owns this run's planning (or took it over from us)."""
+
+
+def schedule_run(
+    deps: PipelineDeps, coordinator: RunCoordinator, run_type: RunType, *, trigger: str = "cli"
+) -> RunPlan:
+    """Create and plan a run and enqueue its first page per partition. ConflictError if one is active."""
     expire_overdue_runs(deps)
+    fail_abandoned_planning(deps)
+    run_id, planner = create_run(deps, run_type, trigger=trigger)
+    return plan_run(deps, coordinator, run_id, planner=planner)
+
+
+def create_run(deps: PipelineDeps, run_type: RunType, *, trigger: str) -> tuple[str, str]:
+    """Insert the run row with its fixed `updated` window; returns (run id, planner token)."""
     now = deps.clock.now()
     updated_from = None
     if run_type is RunType.INCREMENTAL:
-        watermark = deps.watermarks.get(deps.feed.name)
-        if watermark is None:
+        start = incremental_start(deps, deps.feed.name)
+        if start is None:
             # Nothing consolidated yet: an incremental run would have no lower bound, so it is a full run.
             logger.info("no watermark yet, running a full run instead", extra={"feed": deps.feed.name})
             run_type = RunType.FULL
         else:
-            updated_from = watermark - timedelta(minutes=deps.settings.incremental_buffer_minutes)
-    run_id = str(uuid.uuid4())
+            updated_from = start - timedelta(minutes=deps.settings.incremental_buffer_minutes)
+    run_id, planner = str(uuid.uuid4()), planner_token()
     try:
         with deps.db.transaction() as conn:
-            conn.execute(
-                Q.insert_run,
-                {
-                    "run_id": run_id, "feed": deps.feed.name, "run_type": run_type.value, "trigger": trigger,
-                    "updated_from": updated_from, "updated_to": now,
-                    "deadline_at": now + timedelta(minutes=deps.settings.run_deadline_minutes),
-                },
-            )
+            conn.execute(RUNS.insert_run, {
+                "run_id": run_id, "feed": deps.feed.name, "run_type": run_type.value, "trigger": trigger,
+                "updated_from": updated_from, "updated_to": now, "now": now, "planner": planner,
+                "deadline_at": now + timedelta(minutes=deps.settings.run_deadline_minutes),
+            })
     except psycopg.errors.UniqueViolation:
         raise ConflictError(f"a run of feed {deps.feed.name!r} is already active") from None
-    plan = RunPlan(run_id, deps.feed.name, run_type, updated_from, now)
+    return run_id, planner
+
+
+def planner_token() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def plan_run(deps: PipelineDeps, coordinator: RunCoordinator, run_id: str, *, planner: str | None = None) -> RunPlan:
+    """Plan a run in 'planning' (new, re-opened, or abandoned by a dead planner) and enqueue its work.
+
+    Raises PlanningTaken when a live planner owns it. A failure of the feed fails the run and is raised.
+    """
+    planner = planner or planner_token()
+    run = _claim(deps, run_id, planner)
+    plan = RunPlan(run_id, run["feed"], RunType(run["run_type"]), run["updated_from"], run["updated_to"])
     try:
-        plan = RunPlan(run_id, plan.feed, run_type, updated_from, now, tuple(_partition(deps, plan)))
-        _store_plan(deps, plan)
-        deps.coordinator.start(plan)
-        deps.queue.send_batch(
-            WORK_QUEUE,
-            [
-                OutgoingMessage(item.to_json(), item.message_id)
-                for item in (WorkItem(run_id, p.index, 0) for p in plan.partitions)
-            ],
-        )
+        with PlanningHeartbeat(deps, run_id, planner) as heartbeat:
+            partitions = tuple(_partition(deps, plan, heartbeat))
+        plan = RunPlan(plan.run_id, plan.feed, plan.run_type, plan.updated_from, plan.updated_to, partitions)
+        _store_plan(deps, plan, planner)
+        coordinator.start(plan)
+        enqueue_first_pages(deps, plan.run_id, [p.index for p in partitions])
+    except PlanningTaken:
+        raise
     except OpusError as exc:
         fail_run(deps, run_id, f"planning failed: {exc}")
         raise
-    logger.info(
-        "run scheduled",
-        extra={"run_id": run_id, "run_type": run_type.value, "partitions": len(plan.partitions)},
-    )
+    logger.info("run scheduled", extra={"run_id": run_id, "run_type": plan.run_type.value,
+                                        "partitions": len(partitions)})
     return plan
+
+
+def enqueue_first_pages(deps: PipelineDeps, run_id: str, partitions: list[int]) -> None:
+    items = [WorkItem(run_id, p, 0) for p in partitions]
+    deps.queue.send_batch(WORK_QUEUE, [OutgoingMessage(item.to_json(), item.message_id) for item in items])
+
+
+def start_scheduled_run(deps: PipelineDeps, coordinator: RunCoordinator) -> str | None:
+    """What the nightly trigger does (the Azure timer and `opus serve` alike): the run it is time for, unless
+    one of the feed is active; returns the new run's id, or None."""
+    run_type = scheduled_run_type(deps)
+    try:
+        plan = schedule_run(deps, coordinator, run_type, trigger="schedule")
+    except ConflictError:
+        logger.warning("scheduled run skipped: a run is already active", extra={"feed": deps.feed.name})
+        return None
+    return plan.run_id
 
 
 def scheduled_run_type(deps: PipelineDeps) -> RunType:
     """What the nightly schedule runs: incremental, but full when the last full run is too old."""
     with deps.db.connection() as conn:
-        row = conn.execute(Q.last_completed_full_run, {"feed": deps.feed.name}).fetchone()
+        row = conn.execute(RUNS.last_completed_full_run, {"feed": deps.feed.name}).fetchone()
     last_full = row["finished_at"] if row else None
     if last_full is None or deps.clock.now() - last_full >= timedelta(days=deps.settings.full_run_every_days):
         return RunType.FULL
     return RunType.INCREMENTAL
 
 
-def _partition(deps: PipelineDeps, plan: RunPlan) -> list[Partition]:
+class PlanningHeartbeat:
+    """A thread that keeps the planner's claim fresh while the density scan runs (calls may take 45 s each).
+
+    `check()` raises PlanningTaken once the claim is lost (taken over, or the run cancelled), so the scan stops
+    at its next count call instead of planning for nothing.
+    """
+
+    def __init__(self, deps: PipelineDeps, run_id: str, planner: str) -> None:
+        self._deps = deps
+        self._run_id = run_id
+        self._planner = planner
+        self._interval = max(1.0, deps.settings.planning_timeout_s / 4)
+        self._stop = threading.Event()
+        self._lost = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"plan-heartbeat-{run_id[:8]}", daemon=True)
+
+    def __enter__(self) -> PlanningHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def check(self) -> None:
+        if self._lost.is_set():
+            raise PlanningTaken(f"run {self._run_id} is no longer planned by this process")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                with self._deps.db.transaction() as conn:
+                    touched = conn.execute(RUNS.planning_heartbeat, {
+                        "run_id": self._run_id, "planner": self._planner, "now": self._deps.clock.now()}).rowcount
+            except Exception:  # a database blip: try again at the next beat, the claim lasts several beats
+                logger.warning("planning heartbeat failed", extra={"run_id": self._run_id}, exc_info=True)
+                continue
+            if not touched:
+                self._lost.set()
+                return
+
+
+def _claim(deps: PipelineDeps, run_id: str, planner: str) -> dict[str, Any]:
+    with deps.db.transaction() as conn:
+        run = conn.execute(RUNS.claim_planning, {
+            "run_id": run_id, "planner": planner, "now": deps.clock.now(),
+            "stale_before": planning_stale_before(deps)}).fetchone()
+    if run is None:
+        raise PlanningTaken(f"run {run_id} is not planning, or a live planner owns it")
+    return run
+
+
+def _partition(deps: PipelineDeps, plan: RunPlan, heartbeat: PlanningHeartbeat) -> list[Partition]:
     settings = deps.settings
 
-    def count(ppc_from: int, ppc_to: int) -> int:
+    def count(ppc_from: int | None, ppc_to: int | None) -> int:
+        heartbeat.check()
         return deps.feed.count(FeedQuery(ppc_from, ppc_to, plan.updated_from, plan.updated_to))
 
     # One count of the whole window sizes the buckets: a quarter of a worker's share (see density.py).
-    total = deps.feed.count(FeedQuery(None, None, plan.updated_from, plan.updated_to))
+    total = count(None, None)
     target = target_bucket_for(settings.min_records_per_worker, total=total, max_workers=settings.max_workers)
     scan = scan_density(count, target_bucket=target)
     partitions = build_partitions(
@@ -101,24 +210,28 @@ def _partition(deps: PipelineDeps, plan: RunPlan) -> list[Partition]:
     return partitions
 
 
-def _store_plan(deps: PipelineDeps, plan: RunPlan) -> None:
+def _store_plan(deps: PipelineDeps, plan: RunPlan, planner: str) -> None:
     document = {
         "run_type": plan.run_type.value,
-        "updated_from": plan.updated_from.isoformat() if plan.updated_from else None,
-        "updated_to": plan.updated_to.isoformat(),
+        "updated_from": _iso(plan.updated_from),
+        "updated_to": _iso(plan.updated_to),
         "partitions": [
             {"index": p.index, "ppc_from": p.ppc_from, "ppc_to": p.ppc_to, "estimated": p.estimated}
             for p in plan.partitions
         ],
     }
     with deps.db.transaction() as conn:
+        stored = conn.execute(RUNS.store_plan, {
+            "run_id": plan.run_id, "plan": Jsonb(document), "partitions_total": len(plan.partitions),
+            "planner": planner}).rowcount
+        if not stored:
+            # Taken over (our heartbeat lapsed) or cancelled meanwhile: the other planner's plan, or none, stands.
+            raise PlanningTaken(f"run {plan.run_id} was taken over or ended while it was planned")
         for p in plan.partitions:
-            conn.execute(
-                Q.insert_partition,
-                {"run_id": plan.run_id, "partition": p.index, "ppc_from": p.ppc_from, "ppc_to": p.ppc_to,
-                 "estimated": p.estimated},
-            )
-        conn.execute(
-            Q.store_plan,
-            {"run_id": plan.run_id, "plan": Jsonb(document), "partitions_total": len(plan.partitions)},
-        )
+            conn.execute(RUNS.insert_partition, {
+                "run_id": plan.run_id, "partition": p.index, "ppc_from": p.ppc_from, "ppc_to": p.ppc_to,
+                "estimated": p.estimated})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -139,12 +139,12 @@ def test_full_then_incremental_then_full_run(db: Database, database_url: str, sa
 def test_a_failed_run_leaves_the_watermark_where_it_was(
     db: Database, database_url: str, sandbox: RunningSandbox
 ) -> None:
-    settings = settings_for(database_url, sandbox, queue_max_deliveries=1)
+    settings = settings_for(database_url, sandbox, page_attempts=1)
     with LocalRuntime(settings, db=db) as runtime:
         assert run_once(runtime, RunType.FULL, workers=4, poll_s=0.1)["status"] == "completed"
         before = watermark(db)
         sandbox.inventory.reprice(0.05, 1.2, seed=9)
-        plan = schedule_run(runtime.deps, RunType.INCREMENTAL)
+        plan = schedule_run(runtime.deps, runtime.coordinator, RunType.INCREMENTAL)
         # The feed breaks after planning: every page fails, so every partition fails.
         sandbox.inventory.faults.configure(rate_500=1.0)
         try:

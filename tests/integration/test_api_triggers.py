@@ -23,7 +23,7 @@ Auth = Callable[[str], dict[str, str]]
 def runtime(db: Database, database_url: str, sandbox: RunningSandbox) -> Iterator[LocalRuntime]:
     settings = load_settings(
         database_url=database_url, nivoda_endpoint=sandbox.endpoint, nivoda_rate_limit_per_s=10_000,
-        min_records_per_worker=20, max_workers=3, queue_max_deliveries=1, nivoda_read_attempts=1,
+        min_records_per_worker=20, max_workers=3, page_attempts=1, nivoda_read_attempts=1,
     )
     with LocalRuntime(settings, db=db) as rt:
         yield rt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -13,6 +14,7 @@ from opus.adapters.postgres_queue import MAX_DELIVERY_REASON, PostgresQueue
 from opus.db.pool import Database
 from opus.errors import PermanentError, TransientError
 from opus.local.consumers import QueueConsumer
+from opus.pipeline.outcomes import Outcome, PartitionFinished
 from opus.ports import JSON, WORK_QUEUE, OutgoingMessage
 
 pytestmark = pytest.mark.integration
@@ -35,17 +37,25 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 15.0) -> None:
 
 
 class Recorder:
-    """A handler that records each call (body, delivery count, time) and then runs `behaviour`."""
+    """A handler that records each call (body, delivery number, time) and then runs `behaviour`.
 
-    def __init__(self, behaviour: Callable[[JSON, int], None] = lambda body, count: None) -> None:
+    Handlers see only the body; the delivery number is the Recorder's own count of the calls with that body, which
+    is what the transport's delivery count would say (the tests send distinct bodies).
+    """
+
+    def __init__(self, behaviour: Callable[[JSON, int], Outcome | None] = lambda body, count: None) -> None:
         self.calls: list[tuple[JSON, int, float]] = []
+        self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._behaviour = behaviour
 
-    def __call__(self, body: JSON, delivery_count: int) -> None:
+    def __call__(self, body: JSON) -> Outcome:
+        key = json.dumps(body, sort_keys=True)
         with self._lock:
-            self.calls.append((body, delivery_count, time.monotonic()))
-        self._behaviour(body, delivery_count)
+            self._seen[key] += 1
+            count = self._seen[key]
+            self.calls.append((body, count, time.monotonic()))
+        return self._behaviour(body, count) or Outcome.done()
 
 
 def test_a_successful_handler_completes_every_message(queue: PostgresQueue) -> None:
@@ -190,3 +200,57 @@ def test_invalid_consumer_settings_are_rejected(queue: PostgresQueue) -> None:
         consumer.start()
     consumer.request_stop()
     assert consumer.stop(timeout_s=5)
+
+
+def test_a_retry_outcome_sends_its_copy_later_and_completes_the_original(queue: PostgresQueue) -> None:
+    def retry_once(body: JSON, count: int) -> Outcome | None:
+        if "copy" not in body:
+            return Outcome.retry_later({"copy": True}, "the-copy", 0.4, "try later")
+        return None
+
+    handler = Recorder(retry_once)
+    queue.send(Q, {"n": 1}, message_id="original")
+    with QueueConsumer(queue, Q, handler, wait_s=0.2) as consumer:
+        wait_until(lambda: consumer.processed == 2)
+    (first, _, t1), (second, _, t2) = handler.calls
+    assert (first, second) == ({"n": 1}, {"copy": True})
+    assert t2 - t1 >= 0.35, "the copy waited for its delay"
+    assert queue.counts(Q) == {"ready": 0, "completed": 2, "dead": 0}, "no redelivery of the original"
+
+
+def test_a_give_up_outcome_dead_letters_with_its_reason(queue: PostgresQueue) -> None:
+    handler = Recorder(lambda body, count: Outcome.give_up("malformed work item"))
+    queue.send(Q, {"n": 1})
+    with QueueConsumer(queue, Q, handler, wait_s=0.2):
+        wait_until(lambda: queue.counts(Q)["dead"] == 1)
+    [dead] = queue.dead_letters(Q)
+    assert dead.reason == "malformed work item"
+    assert len(handler.calls) == 1
+
+
+def test_finished_partitions_are_announced_before_the_message_is_completed(queue: PostgresQueue) -> None:
+    seen: list[tuple[PartitionFinished, int]] = []
+
+    def announce(finished: PartitionFinished) -> None:
+        seen.append((finished, queue.counts(Q)["completed"]))
+
+    handler = Recorder(lambda body, count: Outcome.done(PartitionFinished("r", 3, True)))
+    queue.send(Q, {"n": 1})
+    with QueueConsumer(queue, Q, handler, wait_s=0.2, on_finished=announce) as consumer:
+        wait_until(lambda: consumer.processed == 1)
+    assert seen == [(PartitionFinished("r", 3, True), 0)], "announced once, while the message was still open"
+
+
+def test_a_failed_announcement_brings_the_message_back(queue: PostgresQueue) -> None:
+    attempts: list[int] = []
+
+    def announce(finished: PartitionFinished) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("the database blinked")
+
+    handler = Recorder(lambda body, count: Outcome.done(PartitionFinished("r", 0, True)))
+    queue.send(Q, {"n": 1})
+    with QueueConsumer(queue, Q, handler, wait_s=0.2, on_finished=announce) as consumer:
+        wait_until(lambda: consumer.processed == 1)
+    assert len(attempts) == 2 and len(handler.calls) == 2, "redelivered, announced again"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -67,7 +68,8 @@ def drive_partition(rt: LocalRuntime, first: Any) -> int:
     pending, pages = [first], 0
     while pending:
         msg = pending.pop()
-        handle_work_item(rt.deps, msg.body, msg.delivery_count)
+        for finished in handle_work_item(rt.deps, msg.body).finished:
+            rt.announce(finished)  # what a runtime does with the handler's outcome
         rt.queue.complete(msg)
         pages += 1
         pending = [m for m in take(rt) if m.body["partition"] == first.body["partition"]]
@@ -75,7 +77,7 @@ def drive_partition(rt: LocalRuntime, first: Any) -> int:
 
 
 def test_the_same_message_twice_stores_its_page_once(runtime: LocalRuntime, db: Database) -> None:
-    plan = schedule_run(runtime.deps, RunType.FULL)
+    plan = schedule_run(runtime.deps, runtime.coordinator, RunType.FULL)
     assert len(plan.partitions) > 1
     first = next(m for m in take(runtime) if m.body["partition"] == 0)
     handle_work_item(runtime.deps, first.body)
@@ -91,19 +93,19 @@ def test_the_same_message_twice_stores_its_page_once(runtime: LocalRuntime, db: 
 
 
 def test_a_redelivery_after_commit_resends_a_lost_continuation(runtime: LocalRuntime, db: Database) -> None:
-    plan = schedule_run(runtime.deps, RunType.FULL)
+    plan = schedule_run(runtime.deps, runtime.coordinator, RunType.FULL)
     first = next(m for m in take(runtime) if m.body["partition"] == 0)
     handle_work_item(runtime.deps, first.body)
     with db.transaction() as conn:  # the crash: the page committed, its continuation never reached the queue
         conn.execute("DELETE FROM queue_messages WHERE message_id = %s", (f"{plan.run_id}:0:50",))
     assert not [m for m in take(runtime) if m.body["partition"] == 0]
-    handle_work_item(runtime.deps, first.body, delivery_count=2)  # the lock expired: redelivered
+    handle_work_item(runtime.deps, first.body)  # the lock expired: redelivered
     assert [m.body["offset"] for m in take(runtime) if m.body["partition"] == 0] == [50]
     assert partition(db, plan.run_id, 0)["pages"] == 1
 
 
 def test_short_pages_mid_range_lose_nothing(runtime: LocalRuntime, db: Database, sandbox: RunningSandbox) -> None:
-    plan = schedule_run(runtime.deps, RunType.FULL)
+    plan = schedule_run(runtime.deps, runtime.coordinator, RunType.FULL)
     sandbox.inventory.faults.configure(short_page_rate=0.5, seed=3)
     try:
         for msg in take(runtime):
@@ -120,12 +122,12 @@ def test_short_pages_mid_range_lose_nothing(runtime: LocalRuntime, db: Database,
 
 
 def test_an_empty_page_ends_the_partition(runtime: LocalRuntime, db: Database) -> None:
-    plan = schedule_run(runtime.deps, RunType.FULL)
+    plan = schedule_run(runtime.deps, runtime.coordinator, RunType.FULL)
     for msg in take(runtime):
         drive_partition(runtime, msg)
     consolidate_run(runtime.deps, plan.run_id)
     # Nothing changed since: the incremental window is empty, one partition, one empty page.
-    incremental = schedule_run(runtime.deps, RunType.INCREMENTAL)
+    incremental = schedule_run(runtime.deps, runtime.coordinator, RunType.INCREMENTAL)
     assert incremental.run_type is RunType.INCREMENTAL
     [msg] = take(runtime)
     assert drive_partition(runtime, msg) == 1
@@ -136,7 +138,7 @@ def test_an_empty_page_ends_the_partition(runtime: LocalRuntime, db: Database) -
 def test_concurrent_completions_enqueue_one_consolidation(
     runtime: LocalRuntime, db: Database, concurrently: Callable[[Callable[[], str], int], list[str]]
 ) -> None:
-    plan = schedule_run(runtime.deps, RunType.FULL)
+    plan = schedule_run(runtime.deps, runtime.coordinator, RunType.FULL)
     take(runtime)
     with db.transaction() as conn:
         conn.execute("UPDATE partition_progress SET status = 'succeeded' WHERE run_id = %s", (plan.run_id,))
@@ -158,7 +160,7 @@ def test_concurrent_completions_enqueue_one_consolidation(
 
 
 def test_a_failed_partition_fails_the_run(runtime: LocalRuntime, db: Database) -> None:
-    plan = schedule_run(runtime.deps, RunType.FULL)
+    plan = schedule_run(runtime.deps, runtime.coordinator, RunType.FULL)
     take(runtime)
     with db.transaction() as conn:
         conn.execute("UPDATE partition_progress SET status = 'succeeded' WHERE run_id = %s", (plan.run_id,))
@@ -179,8 +181,8 @@ def store_raw(db: Database, run_id: str, rows: dict[str, Any]) -> None:
     with db.transaction() as conn:
         for key, payload in rows.items():
             conn.execute(
-                "INSERT INTO raw_diamonds_nivoda (supplier_stone_id, payload, payload_hash, run_id, seen_run_id)"
-                " VALUES (%s, %s, %s, %s, %s)",
+                "INSERT INTO raw_diamonds_nivoda (feed, supplier_stone_id, payload, payload_hash, run_id, seen_run_id)"
+                " VALUES ('nivoda', %s, %s, %s, %s, %s)",
                 (key, Jsonb(payload), payload_hash(payload), run_id, run_id),
             )
 
@@ -201,7 +203,8 @@ def test_consolidator_takes_over_expired_claims(runtime: LocalRuntime, db: Datab
     run_id = "00000000-0000-0000-0000-000000000001"
     store_raw(db, run_id, {i["diamond"]["id"]: i for i in items})
     with db.transaction() as conn:  # a consolidator claims everything, then dies
-        claimed = conn.execute(RAW.claim_batch, {"claimant": "crashed", "ttl_s": 0.5, "limit": 100}).fetchall()
+        claimed = conn.execute(RAW.claim_batch, {"claimant": "crashed", "feed": "nivoda", "ttl_s": 0.5,
+                                                 "limit": 100, "now": datetime.now(UTC)}).fetchall()
     assert len(claimed) == 40
     assert consolidate_batch(runtime.deps, run_id, "nivoda", "live") is None, "claims still valid"
     time.sleep(0.6)  # past the crashed claimant's TTL
@@ -242,12 +245,12 @@ def test_a_broken_record_is_logged_and_the_rest_stored(runtime: LocalRuntime, db
 def test_a_full_run_confirms_unseen_stones_before_deleting_them(
     runtime: LocalRuntime, db: Database, sandbox: RunningSandbox
 ) -> None:
-    first = schedule_run(runtime.deps, RunType.FULL)
+    first = schedule_run(runtime.deps, runtime.coordinator, RunType.FULL)
     for msg in take(runtime):
         drive_partition(runtime, msg)
     assert consolidate_run(runtime.deps, first.run_id) == "completed"
     gone = set(sandbox.inventory.remove(3, seed=8))
-    second = schedule_run(runtime.deps, RunType.FULL)
+    second = schedule_run(runtime.deps, runtime.coordinator, RunType.FULL)
     for msg in take(runtime):
         drive_partition(runtime, msg)
     # Four listed stones were missed by the paging (as when a stone is repriced into a range already paged).

@@ -43,7 +43,7 @@ class SteppedClock:
 def make_runtime(db: Database, url: str, sb: RunningSandbox, clock: Any = None, **overrides: Any) -> LocalRuntime:
     values: dict[str, Any] = {
         "database_url": url, "nivoda_endpoint": sb.endpoint, "nivoda_rate_limit_per_s": 10_000,
-        "min_records_per_worker": 300, "max_workers": 4, "queue_max_deliveries": 1,
+        "min_records_per_worker": 300, "max_workers": 4, "page_attempts": 1,
         "queue_visibility_timeout_s": 2,
     }
     return LocalRuntime(load_settings(**(values | overrides)), db=db, clock=clock)
@@ -62,7 +62,7 @@ def stored_ids(db: Database) -> list[str]:
 
 
 def failed_run(rt: LocalRuntime, sandbox: RunningSandbox) -> str:
-    plan = schedule_run(rt.deps, RunType.FULL)
+    plan = schedule_run(rt.deps, rt.coordinator, RunType.FULL)
     sandbox.inventory.faults.configure(fail_next=[500] * 40)  # the first pages fail, beyond the client's retries
     result = follow_run(rt, plan.run_id, workers=2, poll_s=0.1)
     sandbox.inventory.faults.configure()
@@ -90,7 +90,7 @@ def test_retry_resumes_failed_partitions_and_the_run_completes(
 
 def test_only_failed_runs_can_be_retried_or_deleted(db: Database, database_url: str, sandbox: RunningSandbox) -> None:
     with make_runtime(db, database_url, sandbox) as rt:
-        plan = schedule_run(rt.deps, RunType.FULL)
+        plan = schedule_run(rt.deps, rt.coordinator, RunType.FULL)
         with pytest.raises(ConflictError, match="running"):
             rt.control.retry_partitions(plan.run_id)
         with pytest.raises(ConflictError, match="running"):
@@ -123,7 +123,7 @@ def test_forced_consolidation_of_a_failed_run_keeps_it_failed(
     db: Database, database_url: str, sandbox: RunningSandbox
 ) -> None:
     with make_runtime(db, database_url, sandbox, nivoda_read_attempts=1) as rt:
-        plan = schedule_run(rt.deps, RunType.FULL)
+        plan = schedule_run(rt.deps, rt.coordinator, RunType.FULL)
         run_id = plan.run_id
         first = rt.queue.receive(WORK_QUEUE, max_messages=1)[0]
         handle_work_item(rt.deps, first.body)  # one page stored, then the feed breaks for good
@@ -150,7 +150,7 @@ def test_forced_consolidation_of_a_failed_run_keeps_it_failed(
 
 def test_the_page_cap_stops_a_runaway_partition(db: Database, database_url: str, sandbox: RunningSandbox) -> None:
     with make_runtime(db, database_url, sandbox, partition_page_cap=2) as rt:
-        plan = schedule_run(rt.deps, RunType.FULL)
+        plan = schedule_run(rt.deps, rt.coordinator, RunType.FULL)
         result = follow_run(rt, plan.run_id, workers=2, poll_s=0.1)
     assert result["status"] == "failed"
     with db.connection() as conn:
@@ -163,7 +163,7 @@ def test_the_page_cap_stops_a_runaway_partition(db: Database, database_url: str,
 def test_a_run_past_its_deadline_fails(db: Database, database_url: str, sandbox: RunningSandbox) -> None:
     clock = SteppedClock()
     with make_runtime(db, database_url, sandbox, clock=clock, run_deadline_minutes=30) as rt:
-        plan = schedule_run(rt.deps, RunType.FULL)
+        plan = schedule_run(rt.deps, rt.coordinator, RunType.FULL)
         assert expire_overdue_runs(rt.deps) == []
         clock.offset = timedelta(minutes=31)
         assert expire_overdue_runs(rt.deps) == [plan.run_id]
@@ -178,8 +178,8 @@ def test_a_run_past_its_deadline_fails(db: Database, database_url: str, sandbox:
 def test_a_crashed_worker_is_recovered_with_nothing_lost_or_duplicated(
     db: Database, database_url: str, sandbox: RunningSandbox
 ) -> None:
-    with make_runtime(db, database_url, sandbox, queue_max_deliveries=5) as rt:
-        plan = schedule_run(rt.deps, RunType.FULL)
+    with make_runtime(db, database_url, sandbox, page_attempts=5) as rt:
+        plan = schedule_run(rt.deps, rt.coordinator, RunType.FULL)
         # A worker takes every first page and dies: its messages stay locked until their visibility runs out.
         taken = rt.queue.receive(WORK_QUEUE, max_messages=100, visibility_timeout_s=1)
         assert len(taken) == len(plan.partitions)

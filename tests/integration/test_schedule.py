@@ -54,7 +54,7 @@ def test_the_scheduled_run_is_full_until_a_recent_full_run_completed(
     clock = SteppedClock(datetime.now(UTC))
     with runtime(db, database_url, sandbox, clock, full_run_every_days=7) as rt:
         assert scheduled_run_type(rt.deps) is RunType.FULL
-        schedule = NightlySchedule(rt.deps, "0 2 * * *")
+        schedule = NightlySchedule(rt.deps, rt.coordinator, "0 2 * * *")
         run_id = schedule.fire()
         assert run_id is not None
         assert schedule.fire() is None, "a second firing while the run is active is skipped"
@@ -69,7 +69,7 @@ def test_the_schedule_thread_fires_at_the_cron_time(db: Database, database_url: 
     start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=5) - timedelta(seconds=2)
     clock = SteppedClock(start)
     with runtime(db, database_url, sandbox, clock) as rt:
-        schedule = NightlySchedule(rt.deps, "* * * * *")
+        schedule = NightlySchedule(rt.deps, rt.coordinator, "* * * * *")
         schedule.start()
         try:
             deadline = time.monotonic() + 10

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from opus.api.context import ApiContext, get_context
 from opus.api.schemas.common import error_responses
 from opus.api.schemas.triggers import ConsolidateRequest, RunRef, RunRequest, RunStarted, TriggerAccepted
-from opus.api.security import ADMIN
+from opus.api.security import ADMIN, Principal
 
 router = APIRouter(prefix="/triggers", tags=["triggers"], dependencies=[Depends(ADMIN)],
                    responses=error_responses(404, 409, 503))
@@ -43,3 +43,11 @@ def retry_partitions(ctx: Ctx, request: RunRef) -> TriggerAccepted:
 def delete_run(ctx: Ctx, request: RunRef) -> TriggerAccepted:
     ctx.require_control().delete_run(str(request.run_id))
     return TriggerAccepted(run_id=request.run_id, action="delete-run")
+
+
+@router.post("/cancel-run", response_model=TriggerAccepted, summary="Cancel an active run",
+             description="Fail a planning, running or consolidating run now, freeing its feed for the next run; "
+             "its queued work is dropped and its fetched raw rows are kept. 409 for a run that has ended.")
+def cancel_run(ctx: Ctx, request: RunRef, principal: Annotated[Principal, Depends(ADMIN)]) -> TriggerAccepted:
+    ctx.require_control().cancel_run(str(request.run_id), by=principal.id)
+    return TriggerAccepted(run_id=request.run_id, action="cancel-run")

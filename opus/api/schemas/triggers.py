@@ -42,5 +42,5 @@ class TriggerAccepted(BaseModel):
     """The request was queued."""
 
     run_id: UUID = Field(description="The run concerned.")
-    action: Literal["consolidate", "retry-partitions", "delete-run"] = Field(description="What was done.")
+    action: Literal["consolidate", "retry-partitions", "delete-run", "cancel-run"] = Field(description="What was done.")
     partitions: int | None = Field(default=None, description="Partitions re-queued (retry-partitions only).")

@@ -1,12 +1,13 @@
--- Raw feed rows: written by page workers, claimed and consolidated by consolidators.
+-- Raw feed rows: written by page workers, claimed and consolidated by consolidators. Every statement is scoped by
+-- feed: two feeds never share a row, a claim, a pending count or a deletion.
 
 -- name: upsert_raw_page
 -- A stone whose payload hash is unchanged is not rewritten and not queued again for consolidation.
 -- The arrays travel in binary: text array literals cost ~30 ms of client-side quoting per 50-item page.
-INSERT INTO raw_diamonds_nivoda AS r (supplier_stone_id, payload, payload_hash, run_id, seen_run_id)
-SELECT t.stone_id, t.payload, t.payload_hash, %(run_id)s, %(run_id)s
+INSERT INTO raw_diamonds_nivoda AS r (feed, supplier_stone_id, payload, payload_hash, run_id, seen_run_id)
+SELECT %(feed)s, t.stone_id, t.payload, t.payload_hash, %(run_id)s, %(run_id)s
 FROM unnest(%(stone_ids)b::text[], %(payloads)b::jsonb[], %(hashes)b::text[]) AS t(stone_id, payload, payload_hash)
-ON CONFLICT (supplier_stone_id) DO UPDATE
+ON CONFLICT (feed, supplier_stone_id) DO UPDATE
 SET payload = EXCLUDED.payload, payload_hash = EXCLUDED.payload_hash, run_id = EXCLUDED.run_id,
     seen_run_id = EXCLUDED.seen_run_id, fetched_at = now(), pending = true,
     claimed_by = NULL, claimed_until = NULL, consolidated_at = NULL
@@ -18,15 +19,15 @@ WHERE r.payload_hash IS DISTINCT FROM EXCLUDED.payload_hash
 -- upsert into diamonds still skips rows whose content did not change).
 UPDATE raw_diamonds_nivoda
 SET seen_run_id = %(run_id)s, pending = true, claimed_by = NULL, claimed_until = NULL
-WHERE supplier_stone_id = ANY(%(stone_ids)s::text[]) AND seen_run_id <> %(run_id)s
+WHERE feed = %(feed)s AND supplier_stone_id = ANY(%(stone_ids)s::text[]) AND seen_run_id <> %(run_id)s
 
 -- name: claim_batch
 -- Rows whose claim expired (a crashed consolidator) are taken over.
 UPDATE raw_diamonds_nivoda r
-SET claimed_by = %(claimant)s, claimed_until = now() + make_interval(secs => %(ttl_s)s)
+SET claimed_by = %(claimant)s, claimed_until = %(now)s + make_interval(secs => %(ttl_s)s)
 WHERE r.id IN (
     SELECT id FROM raw_diamonds_nivoda
-    WHERE pending AND (claimed_until IS NULL OR claimed_until < now())
+    WHERE feed = %(feed)s AND pending AND (claimed_until IS NULL OR claimed_until < %(now)s)
     ORDER BY id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -38,33 +39,61 @@ UPDATE raw_diamonds_nivoda
 SET pending = false, claimed_by = NULL, claimed_until = NULL, consolidated_at = now()
 WHERE id = ANY(%(ids)s::bigint[]) AND claimed_by = %(claimant)s
 
--- name: pending_left
-SELECT count(*) AS n FROM raw_diamonds_nivoda WHERE pending
-
--- name: delete_unseen_raw
-DELETE FROM raw_diamonds_nivoda WHERE seen_run_id <> %(run_id)s
-
--- name: count_unseen
-SELECT
-    (SELECT count(*) FROM diamonds WHERE feed = %(feed)s AND status = 'active') AS active,
-    (SELECT count(*) FROM diamonds d WHERE d.feed = %(feed)s AND d.status = 'active' AND NOT EXISTS (
-        SELECT 1 FROM raw_diamonds_nivoda r
-        WHERE r.supplier_stone_id = d.supplier_stone_id AND r.seen_run_id = %(run_id)s)) AS unseen
-
--- name: soft_delete_unseen
-UPDATE diamonds d SET status = 'deleted', deleted_at = now(), updated_at = now()
-WHERE d.feed = %(feed)s AND d.status = 'active' AND NOT EXISTS (
-    SELECT 1 FROM raw_diamonds_nivoda r
-    WHERE r.supplier_stone_id = d.supplier_stone_id AND r.seen_run_id = %(run_id)s)
+-- name: pending_of_feed
+-- Rows still to consolidate, and when the earliest claim held by someone else runs out (a dead claimant's rows
+-- become claimable then).
+SELECT count(*) AS pending,
+       min(claimed_until) FILTER (WHERE claimed_until >= %(now)s) AS next_claim_expiry
+FROM raw_diamonds_nivoda WHERE feed = %(feed)s AND pending
 
 -- name: delete_run_raw
 DELETE FROM raw_diamonds_nivoda WHERE run_id = %(run_id)s AND pending
 
--- name: unseen_active
--- Active stones of the feed that a full run did not see: deletion candidates, confirmed with the feed first.
+-- name: unchecked_candidates
+-- Active stones of the feed that a full run did not see and has not yet asked the feed about.
 SELECT d.supplier_stone_id FROM diamonds d
-WHERE d.feed = %(feed)s AND d.status = 'active' AND NOT EXISTS (
-    SELECT 1 FROM raw_diamonds_nivoda r
-    WHERE r.supplier_stone_id = d.supplier_stone_id AND r.seen_run_id = %(run_id)s)
+WHERE d.feed = %(feed)s AND d.status = 'active'
+  AND NOT EXISTS (SELECT 1 FROM raw_diamonds_nivoda r
+                  WHERE r.feed = d.feed AND r.supplier_stone_id = d.supplier_stone_id AND r.seen_run_id = %(run_id)s)
+  AND NOT EXISTS (SELECT 1 FROM deletion_checks c
+                  WHERE c.run_id = %(run_id)s AND c.supplier_stone_id = d.supplier_stone_id)
 ORDER BY d.supplier_stone_id
 LIMIT %(limit)s
+
+-- name: record_confirmed_gone
+INSERT INTO deletion_checks (run_id, feed, supplier_stone_id)
+SELECT %(run_id)s, %(feed)s, unnest(%(stone_ids)s::text[])
+ON CONFLICT DO NOTHING
+
+-- name: deletion_counts
+-- Active stones, stones the feed confirmed gone (and not seen since), and candidates never asked about.
+SELECT
+    (SELECT count(*) FROM diamonds WHERE feed = %(feed)s AND status = 'active') AS active,
+    (SELECT count(*) FROM deletion_checks c JOIN diamonds d
+         ON d.feed = c.feed AND d.supplier_stone_id = c.supplier_stone_id AND d.status = 'active'
+     WHERE c.run_id = %(run_id)s AND NOT EXISTS (
+         SELECT 1 FROM raw_diamonds_nivoda r
+         WHERE r.feed = c.feed AND r.supplier_stone_id = c.supplier_stone_id AND r.seen_run_id = %(run_id)s)
+    ) AS confirmed_gone,
+    (SELECT count(*) FROM diamonds d
+     WHERE d.feed = %(feed)s AND d.status = 'active'
+       AND NOT EXISTS (SELECT 1 FROM raw_diamonds_nivoda r
+                       WHERE r.feed = d.feed AND r.supplier_stone_id = d.supplier_stone_id
+                         AND r.seen_run_id = %(run_id)s)
+       AND NOT EXISTS (SELECT 1 FROM deletion_checks c
+                       WHERE c.run_id = %(run_id)s AND c.supplier_stone_id = d.supplier_stone_id)
+    ) AS unchecked
+
+-- name: soft_delete_confirmed
+UPDATE diamonds d SET status = 'deleted', deleted_at = now(), updated_at = now()
+FROM deletion_checks c
+WHERE c.run_id = %(run_id)s AND d.feed = c.feed AND d.supplier_stone_id = c.supplier_stone_id
+  AND d.status = 'active'
+  AND NOT EXISTS (SELECT 1 FROM raw_diamonds_nivoda r
+                  WHERE r.feed = c.feed AND r.supplier_stone_id = c.supplier_stone_id AND r.seen_run_id = %(run_id)s)
+
+-- name: delete_confirmed_raw
+DELETE FROM raw_diamonds_nivoda r
+USING deletion_checks c
+WHERE c.run_id = %(run_id)s AND r.feed = c.feed AND r.supplier_stone_id = c.supplier_stone_id
+  AND r.seen_run_id <> %(run_id)s

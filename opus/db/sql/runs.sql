@@ -1,17 +1,34 @@
--- Runs and their partitions: the state the scheduler, the workers and the coordinator share.
+-- Runs and their partitions: the state the scheduler, the workers, the coordinator and housekeeping share.
+-- Times that decide something (heartbeats, staleness) come from the caller's clock, so tests can step it.
 
 -- name: insert_run
-INSERT INTO run_metadata (run_id, feed, run_type, status, trigger, updated_from, updated_to, deadline_at)
+INSERT INTO run_metadata (run_id, feed, run_type, status, trigger, updated_from, updated_to, deadline_at,
+                          planner, heartbeat_at, started_at)
 VALUES (%(run_id)s, %(feed)s, %(run_type)s, 'planning', %(trigger)s, %(updated_from)s, %(updated_to)s,
-        %(deadline_at)s)
+        %(deadline_at)s, %(planner)s, %(now)s, %(now)s)
+
+-- name: claim_planning
+-- A planner owns a planning run while its heartbeat is fresh; a stale one (its planner died) can be taken over.
+UPDATE run_metadata SET planner = %(planner)s, heartbeat_at = %(now)s
+WHERE run_id = %(run_id)s AND status = 'planning'
+  AND (planner IS NULL OR planner = %(planner)s OR coalesce(heartbeat_at, started_at) < %(stale_before)s)
+RETURNING *
+
+-- name: planning_heartbeat
+UPDATE run_metadata SET heartbeat_at = %(now)s
+WHERE run_id = %(run_id)s AND status = 'planning' AND planner = %(planner)s
 
 -- name: store_plan
 UPDATE run_metadata SET plan = %(plan)s, partitions_total = %(partitions_total)s, status = 'running'
-WHERE run_id = %(run_id)s AND status = 'planning'
+WHERE run_id = %(run_id)s AND status = 'planning' AND planner = %(planner)s
 
 -- name: insert_partition
 INSERT INTO partition_progress (run_id, partition, ppc_from, ppc_to, estimated)
 VALUES (%(run_id)s, %(partition)s, %(ppc_from)s, %(ppc_to)s, %(estimated)s)
+
+-- name: abandoned_planning
+SELECT run_id FROM run_metadata
+WHERE status = 'planning' AND coalesce(heartbeat_at, started_at) < %(stale_before)s
 
 -- name: get_run
 SELECT * FROM run_metadata WHERE run_id = %(run_id)s
@@ -19,8 +36,8 @@ SELECT * FROM run_metadata WHERE run_id = %(run_id)s
 -- name: lock_run
 SELECT * FROM run_metadata WHERE run_id = %(run_id)s FOR UPDATE
 
--- name: latest_run
-SELECT * FROM run_metadata WHERE feed = %(feed)s ORDER BY started_at DESC LIMIT 1
+-- name: active_run_of_feed
+SELECT * FROM run_metadata WHERE feed = %(feed)s AND status IN ('planning', 'running', 'consolidating')
 
 -- name: get_partition
 SELECT p.*, r.status AS run_status, r.run_type, r.updated_from, r.updated_to, r.feed
@@ -33,17 +50,22 @@ SELECT * FROM partition_progress WHERE run_id = %(run_id)s ORDER BY partition
 -- name: partition_states
 SELECT status, count(*) AS n FROM partition_progress WHERE run_id = %(run_id)s GROUP BY status
 
--- name: mark_partition_running
-UPDATE partition_progress SET status = 'running', started_at = coalesce(started_at, now()), updated_at = now()
-WHERE run_id = %(run_id)s AND partition = %(partition)s AND status = 'pending'
-
 -- name: advance_partition
 -- Guarded by the offset this page started at: a second worker holding the same page changes nothing.
 UPDATE partition_progress
 SET next_offset = %(next_offset)s, pages = pages + 1, rows_fetched = rows_fetched + %(fetched)s,
-    rows_written = rows_written + %(written)s, status = 'running', updated_at = now()
+    rows_written = rows_written + %(written)s, status = 'running', attempts = 0, last_error = NULL,
+    started_at = coalesce(started_at, now()), updated_at = now()
 WHERE run_id = %(run_id)s AND partition = %(partition)s AND next_offset = %(offset)s
   AND status IN ('pending', 'running')
+
+-- name: record_attempt
+-- One failed try of the page at `offset`; a try of a page already passed (another delivery won) counts nothing.
+UPDATE partition_progress
+SET attempts = attempts + 1, last_error = %(error)s, status = 'running', updated_at = now()
+WHERE run_id = %(run_id)s AND partition = %(partition)s AND next_offset = %(offset)s
+  AND status IN ('pending', 'running')
+RETURNING attempts
 
 -- name: finish_partition
 UPDATE partition_progress
@@ -53,10 +75,28 @@ WHERE run_id = %(run_id)s AND partition = %(partition)s AND status IN ('pending'
 
 -- name: resume_unfinished_partitions
 -- Failed partitions, and those cut short when the run failed (their messages were dropped), resume where
--- they stopped.
-UPDATE partition_progress SET status = 'running', error = NULL, finished_at = NULL, updated_at = now()
+-- they stopped, with their attempts counted afresh.
+UPDATE partition_progress
+SET status = 'running', error = NULL, finished_at = NULL, attempts = 0, updated_at = now()
 WHERE run_id = %(run_id)s AND status <> 'succeeded'
 RETURNING partition, next_offset
+
+-- name: stalled_partitions
+-- Unfinished partitions of running runs that nobody advanced for a while: their message was lost or dead-lettered.
+SELECT p.run_id, p.partition, p.next_offset, p.updated_at
+FROM partition_progress p JOIN run_metadata r USING (run_id)
+WHERE r.status = 'running' AND p.status IN ('pending', 'running') AND p.updated_at < %(stale_before)s
+
+-- name: touch_partition
+UPDATE partition_progress SET updated_at = %(now)s
+WHERE run_id = %(run_id)s AND partition = %(partition)s AND status IN ('pending', 'running')
+
+-- name: unsettled_runs
+-- Running runs whose partitions have all ended: a lost announcement must not leave them running.
+SELECT r.run_id FROM run_metadata r
+WHERE r.status = 'running' AND r.partitions_total > 0
+  AND NOT EXISTS (SELECT 1 FROM partition_progress p
+                  WHERE p.run_id = r.run_id AND p.status IN ('pending', 'running'))
 
 -- name: set_run_status
 UPDATE run_metadata SET status = %(status)s, failure_reason = %(reason)s,
@@ -64,12 +104,23 @@ UPDATE run_metadata SET status = %(status)s, failure_reason = %(reason)s,
 WHERE run_id = %(run_id)s
 
 -- name: mark_consolidating
-UPDATE run_metadata SET status = 'consolidating', consolidation_enqueued_at = now()
+UPDATE run_metadata SET status = 'consolidating', consolidation_enqueued_at = now(),
+    consolidation_active_at = %(now)s
 WHERE run_id = %(run_id)s AND consolidation_enqueued_at IS NULL
+
+-- name: consolidation_active
+UPDATE run_metadata SET consolidation_active_at = %(now)s WHERE run_id = %(run_id)s
+
+-- name: stalled_consolidations
+SELECT run_id FROM run_metadata
+WHERE status = 'consolidating' AND coalesce(consolidation_active_at, consolidation_enqueued_at) < %(stale_before)s
+
+-- name: count_checked_candidates
+UPDATE run_metadata SET candidates_checked = candidates_checked + %(checked)s WHERE run_id = %(run_id)s
 
 -- name: complete_run
 UPDATE run_metadata SET status = 'completed', watermark = %(watermark)s, deleted = deleted + %(deleted)s,
-    finished_at = now()
+    unconfirmed = %(unconfirmed)s, finished_at = now()
 WHERE run_id = %(run_id)s AND status = 'consolidating'
 
 -- name: count_consolidated
@@ -107,10 +158,19 @@ SELECT value FROM watermarks WHERE feed = %(feed)s
 INSERT INTO watermarks (feed, value) VALUES (%(feed)s, %(value)s)
 ON CONFLICT (feed) DO UPDATE SET value = greatest(watermarks.value, EXCLUDED.value), updated_at = now()
 
+-- name: committed_watermarks
+-- The truth: the latest watermark each feed's completed runs committed. Published stores may only lag it.
+SELECT feed, max(watermark) AS value FROM run_metadata
+WHERE status = 'completed' AND watermark IS NOT NULL
+GROUP BY feed
+
 -- name: reopen_run
-UPDATE run_metadata SET status = 'running', failure_reason = NULL, finished_at = NULL,
-    deadline_at = %(deadline_at)s
+-- A failed run resumes running; one that never stored a plan goes back to planning, to be planned again.
+UPDATE run_metadata
+SET status = CASE WHEN plan IS NULL THEN 'planning' ELSE 'running' END, failure_reason = NULL, finished_at = NULL,
+    deadline_at = %(deadline_at)s, planner = NULL, heartbeat_at = %(now)s
 WHERE run_id = %(run_id)s AND status = 'failed'
+RETURNING status
 
 -- name: delete_run
 DELETE FROM run_metadata WHERE run_id = %(run_id)s AND status = 'failed'
