@@ -24,6 +24,9 @@ ORCHESTRATOR_NAME = "run_orchestrator"
 SETTLE_ACTIVITY = "settle_run"
 FAIL_ACTIVITY = "fail_run"
 DEADLINE_REASON = "deadline exceeded"
+# The Azure Storage backend's longest single timer. Beyond it the SDK (1.7.0) chains shorter timers, and cancelling
+# such a chain does not mark the pending timer cancelled in the actions it returns: keep deadlines within it.
+MAX_DEADLINE_MINUTES = 6 * 24 * 60
 _EVENT_PREFIX = "partition_done_"
 
 

@@ -19,6 +19,7 @@ from durable_history import ActionType, DurableHistory, flat_actions
 from opus.azure.orchestration import (
     DEADLINE_REASON,
     FAIL_ACTIVITY,
+    MAX_DEADLINE_MINUTES,
     ORCHESTRATOR_NAME,
     SETTLE_ACTIVITY,
     InvalidOrchestrationInput,
@@ -302,6 +303,26 @@ def test_a_malformed_input_fails_the_orchestration_naming_the_field() -> None:
 
     with pytest.raises(Exception, match="partitions must be a list of integers"):
         HANDLE(history.request_body())
+
+
+def test_the_sdk_cannot_cancel_a_deadline_beyond_one_timer() -> None:
+    # Why MAX_DEADLINE_MINUTES: past it the SDK chains timers and the cancel misses the pending one (1.7.0).
+    # When this starts failing, the SDK cancels long timers too and the limit can go.
+    deadline = START + timedelta(minutes=MAX_DEADLINE_MINUTES + 1)
+    state = decide(report(started([0], deadline=deadline), [0]))
+
+    assert activities(state) == [SETTLE]
+    (timer,) = timers(state)
+    assert timer["isCanceled"] is False
+
+
+def test_a_deadline_at_the_limit_is_one_cancellable_timer() -> None:
+    deadline = START + timedelta(minutes=MAX_DEADLINE_MINUTES)
+    state = decide(report(started([0], deadline=deadline), [0]))
+
+    (timer,) = timers(state)
+    assert datetime.fromisoformat(timer["fireAt"]) == deadline
+    assert timer["isCanceled"] is True
 
 
 # --- the input and summary shapes ----------------------------------------------------------------------------------
