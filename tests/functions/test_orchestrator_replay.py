@@ -295,6 +295,14 @@ def test_a_run_with_no_partitions_to_wait_for_settles_at_once() -> None:
     assert activities(state) == [SETTLE]
 
 
+def test_an_input_encoded_twice_on_its_way_in_is_still_read() -> None:
+    body = json.loads(started([0]).request_body())
+    body["input"] = json.dumps(body["input"])
+
+    state = json.loads(HANDLE(json.dumps(body)))
+    assert awaited_events(state) == ["partition_done_0"]
+
+
 def test_a_malformed_input_fails_the_orchestration_naming_the_field() -> None:
     history = DurableHistory(
         name=ORCHESTRATOR_NAME, instance_id=RUN_ID, start=START,
