@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from opus.errors import ConfigError
@@ -91,6 +91,35 @@ class Settings(BaseSettings):
     alert_email_from: str | None = None
     resend_endpoint: str = "https://api.resend.com/emails"
     applicationinsights_connection_string: str | None = None
+
+    # --- Azure (read only by the Functions runtime; unset on one machine) -------------------------------
+    # The exact names the Functions host and its bindings use, so that one app setting serves both.
+    servicebus_connection: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ServiceBusConnection", "servicebus_connection"),
+        description="Service Bus connection string. Unset: identity-based, through the next setting.",
+    )
+    servicebus_namespace: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ServiceBusConnection__fullyQualifiedNamespace", "servicebus_namespace"),
+        description="Identity-based Service Bus: the namespace host, e.g. opus-prod.servicebus.windows.net.",
+    )
+    azure_storage_connection: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AzureWebJobsStorage", "azure_storage_connection"),
+        description="Storage connection string (UseDevelopmentStorage=true for Azurite). Unset: identity-based.",
+    )
+    azure_storage_account: str | None = Field(
+        default=None, validation_alias=AliasChoices("AzureWebJobsStorage__accountName", "azure_storage_account"),
+        description="Identity-based storage: the account name; its blob endpoint is derived from it.",
+    )
+    azure_storage_blob_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AzureWebJobsStorage__blobServiceUri", "azure_storage_blob_uri"),
+        description="Identity-based storage: the blob endpoint, for clouds where it is not derived from the name.",
+    )
+    watermark_container: str = Field(
+        default="watermarks", min_length=3, max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$",
+        description="Blob container holding one watermark blob per feed; created when missing.",
+    )
 
     @field_validator("hmac_secrets", mode="before")
     @classmethod
