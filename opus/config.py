@@ -117,7 +117,7 @@ class Settings(BaseSettings):
         description="Identity-based storage: the blob endpoint, for clouds where it is not derived from the name.",
     )
     watermark_container: str = Field(
-        default="watermarks", min_length=3, max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$",
+        default="watermarks", min_length=3, max_length=63, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
         description="Blob container holding one watermark blob per feed; created when missing.",
     )
 

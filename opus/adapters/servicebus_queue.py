@@ -113,17 +113,20 @@ class ServiceBusWorkQueue:
             sender.send_messages(message)
 
     def send_batch(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
-        """Send in as few SDK batches as the size limit allows, in order. Not atomic across batches: a failure
-        part-way leaves the earlier batches sent, and a retry of the whole call is safe because of the ids."""
+        """Send in as few SDK batches as the size limit allows, in order.
+
+        Every batch is filled before the first goes out, so a message too large for any batch fails the call
+        with nothing sent. Not atomic across batches: a failure part-way leaves the earlier batches sent, and
+        retrying the whole call is safe because the broker drops the ids it already has.
+        """
         if not messages:
             return
         outgoing = [self._message(m) for m in messages]
-        sent = 0
         with self._sender(queue) as sender, _translated(queue, "send_batch"):
-            for batch in self._batches(sender, outgoing):
+            batches = self._batches(sender, outgoing)
+            for batch in batches:
                 sender.send_messages(batch)
-                sent += len(batch)
-        logger.debug("messages sent", extra={"queue": queue, "count": sent})
+        logger.debug("messages sent", extra={"queue": queue, "count": len(outgoing), "batches": len(batches)})
 
     def close(self) -> None:
         """Close every sender, then the client. Sending after this is an error."""
@@ -154,21 +157,21 @@ class ServiceBusWorkQueue:
             scheduled_enqueue_time_utc=scheduled,
         )
 
-    def _batches(self, sender: MessageSender, messages: list[ServiceBusMessage]) -> Iterator[ServiceBusMessageBatch]:
+    def _batches(self, sender: MessageSender, messages: list[ServiceBusMessage]) -> list[ServiceBusMessageBatch]:
         """Fill each batch until the next message does not fit; one that fits no empty batch is refused."""
-        batch = sender.create_message_batch(self._max_batch_size_bytes)
+        batches = [sender.create_message_batch(self._max_batch_size_bytes)]
         for message in messages:
-            if _added(batch, message):
+            if _added(batches[-1], message):
                 continue
-            if len(batch):
-                yield batch
-                batch = sender.create_message_batch(self._max_batch_size_bytes)
-                if _added(batch, message):
+            if len(batches[-1]):
+                batches.append(sender.create_message_batch(self._max_batch_size_bytes))
+                if _added(batches[-1], message):
                     continue
             raise PermanentError(
-                f"message {message.message_id!r} is larger than a whole batch ({batch.max_size_in_bytes} bytes)"
+                f"message {message.message_id!r} is larger than a whole batch "
+                f"({batches[-1].max_size_in_bytes} bytes)"
             )
-        yield batch
+        return batches
 
     @contextmanager
     def _sender(self, queue: str) -> Iterator[MessageSender]:

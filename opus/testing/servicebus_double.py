@@ -104,7 +104,7 @@ class RecordingSender:
         self.closed = False
 
     def create_message_batch(self, max_size_in_bytes: int | None = None) -> ServiceBusMessageBatch:
-        self._client.raise_planned_failure()
+        self._client.raise_planned_failure(self._client.planned_batch_failures)
         link_max = self._client.max_size_in_bytes
         if max_size_in_bytes and max_size_in_bytes > link_max:
             # As the SDK: a batch may not be larger than the link allows.
@@ -114,7 +114,7 @@ class RecordingSender:
     def send_messages(self, message: ServiceBusMessage | ServiceBusMessageBatch) -> None:
         if self.closed:
             raise ValueError("the handler has already been shutdown")
-        self._client.raise_planned_failure()
+        self._client.raise_planned_failure(self._client.planned_send_outcomes)
         if isinstance(message, RecordingBatch):
             sent = list(message.added)
         elif isinstance(message, ServiceBusMessage):
@@ -143,7 +143,8 @@ class RecordingServiceBusClient:
         self.lock = threading.Lock()
         self.senders: list[RecordingSender] = []
         self.closed = False
-        self._failures: list[Exception] = []
+        self.planned_send_outcomes: list[Exception | None] = []
+        self.planned_batch_failures: list[Exception | None] = []
 
     def get_queue_sender(self, queue_name: str) -> RecordingSender:
         sender = RecordingSender(queue_name, self)
@@ -154,14 +155,19 @@ class RecordingServiceBusClient:
     def close(self) -> None:
         self.closed = True
 
-    def fail_next(self, *errors: Exception) -> None:
-        """The next SDK calls (batch creation or send) raise these, one each, in order."""
+    def fail_next(self, *outcomes: Exception | None) -> None:
+        """Plan the next `send_messages` calls, one each, in order: an error to raise, or None to succeed."""
         with self.lock:
-            self._failures.extend(errors)
+            self.planned_send_outcomes.extend(outcomes)
 
-    def raise_planned_failure(self) -> None:
+    def fail_batch_creation(self, error: Exception) -> None:
+        """The next `create_message_batch` (which opens the link in the SDK) raises `error`."""
         with self.lock:
-            error = self._failures.pop(0) if self._failures else None
+            self.planned_batch_failures.append(error)
+
+    def raise_planned_failure(self, planned: list[Exception | None]) -> None:
+        with self.lock:
+            error = planned.pop(0) if planned else None
         if error is not None:
             raise error
 
