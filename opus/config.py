@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from opus.errors import ConfigError
@@ -93,27 +93,28 @@ class Settings(BaseSettings):
     applicationinsights_connection_string: str | None = None
 
     # --- Azure (read only by the Functions runtime; unset on one machine) -------------------------------
-    # The exact names the Functions host and its bindings use, so that one app setting serves both.
+    # The exact names the Functions host and its bindings use, so that one app setting serves both; they are
+    # also the names to pass to load_settings.
     servicebus_connection: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("ServiceBusConnection", "servicebus_connection"),
+        default=None, validation_alias="ServiceBusConnection",
         description="Service Bus connection string. Unset: identity-based, through the next setting.",
     )
     servicebus_namespace: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("ServiceBusConnection__fullyQualifiedNamespace", "servicebus_namespace"),
+        validation_alias="ServiceBusConnection__fullyQualifiedNamespace",
         description="Identity-based Service Bus: the namespace host, e.g. opus-prod.servicebus.windows.net.",
     )
     azure_storage_connection: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("AzureWebJobsStorage", "azure_storage_connection"),
+        default=None, validation_alias="AzureWebJobsStorage",
         description="Storage connection string (UseDevelopmentStorage=true for Azurite). Unset: identity-based.",
     )
     azure_storage_account: str | None = Field(
-        default=None, validation_alias=AliasChoices("AzureWebJobsStorage__accountName", "azure_storage_account"),
+        default=None, validation_alias="AzureWebJobsStorage__accountName",
         description="Identity-based storage: the account name; its blob endpoint is derived from it.",
     )
     azure_storage_blob_uri: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("AzureWebJobsStorage__blobServiceUri", "azure_storage_blob_uri"),
+        validation_alias="AzureWebJobsStorage__blobServiceUri",
         description="Identity-based storage: the blob endpoint, for clouds where it is not derived from the name.",
     )
     watermark_container: str = Field(

@@ -199,7 +199,7 @@ def test_an_unreachable_service_is_a_transient_error(container: str) -> None:
 
 
 def test_from_settings_with_a_connection_string(azurite_blob: str) -> None:
-    settings = load_settings(azure_storage_connection=azurite_blob, watermark_container="wm-from-settings")
+    settings = load_settings(AzureWebJobsStorage=azurite_blob, watermark_container="wm-from-settings")
     store = BlobWatermarkStore.from_settings(settings, clock=SteppableClock())
     store.advance("nivoda", T0)
     assert store.get("nivoda") == T0
@@ -208,7 +208,7 @@ def test_from_settings_with_a_connection_string(azurite_blob: str) -> None:
 
 def test_from_settings_with_development_storage_points_at_the_default_azurite_port() -> None:
     store = BlobWatermarkStore.from_settings(
-        load_settings(azure_storage_connection="UseDevelopmentStorage=true"), clock=SteppableClock()
+        load_settings(AzureWebJobsStorage="UseDevelopmentStorage=true"), clock=SteppableClock()
     )
     assert store._service.url.startswith("http://127.0.0.1:10000/devstoreaccount1")
 
@@ -218,11 +218,11 @@ def test_from_settings_with_an_identity_uses_the_account_endpoint() -> None:
 
     credential = DefaultAzureCredential()
     by_name = BlobWatermarkStore.from_settings(
-        load_settings(azure_storage_account="opusprod"), clock=SteppableClock(), credential=credential
+        load_settings(AzureWebJobsStorage__accountName="opusprod"), clock=SteppableClock(), credential=credential
     )
     assert by_name._service.url == "https://opusprod.blob.core.windows.net/"
     by_uri = BlobWatermarkStore.from_settings(
-        load_settings(azure_storage_blob_uri="https://opusgov.blob.core.usgovcloudapi.net"),
+        load_settings(AzureWebJobsStorage__blobServiceUri="https://opusgov.blob.core.usgovcloudapi.net"),
         clock=SteppableClock(), credential=credential,
     )
     assert by_uri._service.url == "https://opusgov.blob.core.usgovcloudapi.net/"

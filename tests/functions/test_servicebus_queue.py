@@ -236,7 +236,7 @@ def test_a_failure_part_way_through_a_batch_leaves_the_earlier_sdk_batches_sent(
 
 
 def test_from_settings_with_a_connection_string() -> None:
-    settings = load_settings(servicebus_connection=FAKE_CONNECTION)
+    settings = load_settings(ServiceBusConnection=FAKE_CONNECTION)
     queue = ServiceBusWorkQueue.from_settings(settings, clock=SteppableClock())
     client = queue._client
     assert isinstance(client, ServiceBusClient)
@@ -245,7 +245,7 @@ def test_from_settings_with_a_connection_string() -> None:
 
 
 def test_from_settings_with_an_identity() -> None:
-    settings = load_settings(servicebus_namespace="opus-test.servicebus.windows.net")
+    settings = load_settings(ServiceBusConnection__fullyQualifiedNamespace="opus-test.servicebus.windows.net")
     credential = DefaultAzureCredential()
     queue = ServiceBusWorkQueue.from_settings(settings, clock=SteppableClock(), credential=credential)
     client = queue._client
