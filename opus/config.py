@@ -119,6 +119,36 @@ class Settings(BaseSettings):
     resend_endpoint: str = "https://api.resend.com/emails"
     applicationinsights_connection_string: str | None = None
 
+    # --- Azure (read only by the Functions runtime; unset on one machine) -------------------------------
+    # The exact names the Functions host and its bindings use, so that one app setting serves both; they are
+    # also the names to pass to load_settings.
+    servicebus_connection: SecretStr | None = Field(
+        default=None, validation_alias="ServiceBusConnection",
+        description="Service Bus connection string. Unset: identity-based, through the next setting.",
+    )
+    servicebus_namespace: str | None = Field(
+        default=None,
+        validation_alias="ServiceBusConnection__fullyQualifiedNamespace",
+        description="Identity-based Service Bus: the namespace host, e.g. opus-prod.servicebus.windows.net.",
+    )
+    azure_storage_connection: SecretStr | None = Field(
+        default=None, validation_alias="AzureWebJobsStorage",
+        description="Storage connection string (UseDevelopmentStorage=true for Azurite). Unset: identity-based.",
+    )
+    azure_storage_account: str | None = Field(
+        default=None, validation_alias="AzureWebJobsStorage__accountName",
+        description="Identity-based storage: the account name; its blob endpoint is derived from it.",
+    )
+    azure_storage_blob_uri: str | None = Field(
+        default=None,
+        validation_alias="AzureWebJobsStorage__blobServiceUri",
+        description="Identity-based storage: the blob endpoint, for clouds where it is not derived from the name.",
+    )
+    watermark_container: str = Field(
+        default="watermarks", min_length=3, max_length=63, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
+        description="Blob container holding one watermark blob per feed; created when missing.",
+    )
+
     @field_validator("hmac_secrets", mode="before")
     @classmethod
     def _parse_hmac_secrets(cls, value: Any) -> Any:

@@ -1,0 +1,19 @@
+"""Fixtures of the Azure wiring tests: Azurite's blob service, started once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opus.testing.azurite import running_azurite_blob
+
+AZURITE_BLOB = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "azurite-blob"
+
+
+@pytest.fixture(scope="session")
+def azurite_blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A connection string for `devstoreaccount1` on an Azurite started for this session."""
+    with running_azurite_blob(AZURITE_BLOB, tmp_path_factory.mktemp("azurite")) as connection:
+        yield connection
