@@ -53,5 +53,8 @@ def _availability_literal(node: ValueNode, _variables: Any = None) -> str:
 def install_scalars(schema: GraphQLSchema) -> None:
     scalar = schema.get_type("Availability")
     assert isinstance(scalar, GraphQLScalarType)
+    # graphql-core 3.3 coerces through coerce_input_*; parse_* are its deprecated names, kept in step
+    scalar.coerce_input_value = _availability
+    scalar.coerce_input_literal = _availability_literal
     scalar.parse_value = _availability  # type: ignore[method-assign]
     scalar.parse_literal = _availability_literal  # type: ignore[method-assign,assignment]
