@@ -18,7 +18,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -88,6 +88,10 @@ class GraphQLEndpoint:
         if wait_s is not None:
             return _graphql_error("Too Many Requests: rate limit exceeded", 429,
                                   {"Retry-After": retry_after_header(wait_s)})
+        try:
+            raw = await request.body()  # read before any delay, as a server reads a request it then sits on
+        except ClientDisconnect:
+            return Response(status_code=499)  # nobody is listening any more
         faults = self.inventory.faults
         fault = faults.decide()
         delay = faults.latency_s() + (faults.slow_s() if fault.slow else 0.0)
@@ -104,7 +108,7 @@ class GraphQLEndpoint:
             return JSONResponse({"data": None, "errors": [
                 {"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]})
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             return _graphql_error("request body must be JSON", 400)
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
