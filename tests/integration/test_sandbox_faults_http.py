@@ -19,7 +19,8 @@ PAGE = """query Page($token: String!, $query: DiamondQuery!, $offset: Int, $limi
   as(token: $token) { diamonds_by_query(query: $query, offset: $offset, limit: $limit) {
     items { id price diamond { id eyeClean certificate { shape } } } } } }"""
 STAGING_PROBE = """query Probe($token: String!, $query: DiamondQuery!) {
-  as(token: $token) { diamonds_by_query(query: $query, limit: 1) { items { diamond { certificate { clarity } } } } } }"""
+  as(token: $token) {
+    diamonds_by_query(query: $query, limit: 1) { items { diamond { certificate { clarity } } } } } }"""
 
 
 class Client:
