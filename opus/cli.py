@@ -65,11 +65,53 @@ def db_migrate() -> None:
 @click.option("--diamonds", default=20_000, show_default=True, type=click.IntRange(0))
 @click.option("--seed", default=7, show_default=True, type=int)
 @click.option("--token-ttl", default=21_600.0, show_default=True, type=float, help="Token lifetime, seconds.")
-def sandbox(host: str, port: int, diamonds: int, seed: int, token_ttl: float) -> None:
+@click.option("--production-like", is_flag=True,
+              help="The realistic set: market inventory, noisy counts, latency, throttling, hold rules, mild faults.")
+@click.option("--realistic/--uniform", default=None, help="Market-shaped inventory (prices, availability, media).")
+@click.option("--count-noise/--exact-counts", default=None, help="Counts undercount per price bucket.")
+@click.option("--latency-median-ms", type=click.FloatRange(0), help="Log-normal request latency, median.")
+@click.option("--latency-sigma", type=click.FloatRange(0), help="Spread of the latency (0: always the median).")
+@click.option("--latency-cap-ms", type=click.FloatRange(0), help="Longest latency served.")
+@click.option("--throttle-rps", type=click.FloatRange(0), help="429 above this many requests/s in all (0: off).")
+@click.option("--staging/--production", default=None, help="Reject the fields staging rejects.")
+@click.option("--hold-expiry/--holds-forever", default=None, help="Holds lapse at their `until`.")
+@click.option("--no-hold-suppliers", type=click.FloatRange(0, 1), help="Share of suppliers that deny holds.")
+@click.option("--fault", "fault_rates", multiple=True, metavar="KIND=RATE",
+              help="Request fault rate; KIND: 429 500 502 503 drop slow graphql_error truncate.")
+@click.option("--fault-every", multiple=True, metavar="KIND=N", help="The fault on every Nth request.")
+@click.option("--malformed", multiple=True, metavar="KIND=RATE", help="Malformed-record rate, per record.")
+@click.option("--fail-next", help="Exact outcomes of the next requests, e.g. 429,500,drop.")
+@click.option("--short-pages", type=click.FloatRange(0, 1), help="Rate of short pages mid-range.")
+@click.option("--rows-past-count", type=click.FloatRange(0, 0.9), help="Further share of stones counts leave out.")
+@click.option("--slow-ms", type=click.IntRange(0), help="Delay of a `slow` fault.")
+@click.option("--retry-after", type=click.IntRange(0), help="Retry-After of an injected 429, seconds.")
+@click.option("--token-max-requests", type=click.IntRange(1), help="A token stops working after N requests.")
+@click.option("--token-max-age", type=click.FloatRange(0), help="A token stops working after N seconds.")
+def sandbox(host: str, port: int, diamonds: int, seed: int, token_ttl: float, production_like: bool,
+            realistic: bool | None, count_noise: bool | None, latency_median_ms: float | None,
+            latency_sigma: float | None, latency_cap_ms: float | None, throttle_rps: float | None,
+            staging: bool | None, hold_expiry: bool | None, no_hold_suppliers: float | None,
+            fault_rates: tuple[str, ...], fault_every: tuple[str, ...], malformed: tuple[str, ...],
+            fail_next: str | None, short_pages: float | None, rows_past_count: float | None,
+            slow_ms: int | None, retry_after: int | None, token_max_requests: int | None,
+            token_max_age: float | None) -> None:
     """Serve the Nivoda sandbox: a local GraphQL stand-in for the Nivoda API."""
+    from opus.sandbox.options import build_config, fault_flags
     from opus.sandbox.server import serve
 
-    serve(host=host, port=port, diamonds=diamonds, seed=seed, token_ttl_s=token_ttl)
+    try:
+        faults = fault_flags(fault_rates, fault_every, malformed, fail_next, short_page_rate=short_pages,
+                             rows_past_count=rows_past_count, slow_ms=slow_ms, retry_after_s=retry_after,
+                             token_max_requests=token_max_requests, token_max_age_s=token_max_age)
+        config = build_config(
+            production_like, realistic,
+            behaviour={"count_noise": count_noise, "throttle_rps": throttle_rps, "staging": staging,
+                       "hold_expiry": hold_expiry, "no_hold_suppliers": no_hold_suppliers},
+            latency={"median_ms": latency_median_ms, "sigma": latency_sigma, "cap_ms": latency_cap_ms},
+            faults=faults)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    serve(host=host, port=port, diamonds=diamonds, seed=seed, token_ttl_s=token_ttl, config=config)
 
 
 def _run_type_option(fn: F) -> F:

@@ -22,8 +22,8 @@ GRADE_SYNONYMS = {"IDEAL": "EX", "EX": "EX", "EXCELLENT": "EX", "VG": "VG", "VER
 FLUORESCENCE_SYNONYMS = {"NON": "NON", "NONE": "NON", "FNT": "FNT", "FAINT": "FNT", "SLT": "FNT",
                          "SLIGHT": "FNT", "VSL": "FNT", "MED": "MED", "MEDIUM": "MED", "STG": "STG",
                          "STRONG": "STG", "VST": "VST", "VERY_STRONG": "VST"}
-AVAILABILITY_SYNONYMS = {"AVAILABLE": "AVAILABLE", "ON_HOLD": "ON HOLD", "HOLD": "ON HOLD", "SOLD": "SOLD",
-                         "MEMO": "MEMO"}
+AVAILABILITY_SYNONYMS = {"AVAILABLE": "AVAILABLE", "ON HOLD": "ON HOLD", "ON_HOLD": "ON HOLD", "HOLD": "ON HOLD",
+                         "SOLD": "SOLD", "MEMO": "MEMO"}
 GRADE_RANK = {"EX": 0, "VG": 1, "GD": 2, "F": 3, "P": 4, None: 5}
 CLARITY_RANK = {c: i for i, c in enumerate(CLARITIES)}
 COLOR_RANK = {c: i for i, c in enumerate(COLORS)}

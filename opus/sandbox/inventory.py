@@ -21,11 +21,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from opus.sandbox.config import Behaviour, LiveBehaviour
 from opus.sandbox.faults import Faults
 from opus.sandbox.filters import SandboxError, compile_query, sort_key
 from opus.sandbox.generator import Stone, Supplier, generate, make_stones
+from opus.sandbox.holds import HOLD_DURATION_MS, HoldBook, other_buyers_until, supplier_denies_holds
+from opus.sandbox.noise import reported_count, stone_key, undercount_rate
+from opus.sandbox.realistic import reshape
 
-HOLD_DURATION_MS = 24 * 3600 * 1000
+__all__ = ["HOLD_DURATION_MS", "HoldResult", "Inventory"]
 AVAILABILITIES = ("AVAILABLE", "ON HOLD", "SOLD", "MEMO")
 _CACHE_SIZE = 64
 
@@ -38,25 +42,37 @@ class HoldResult:
 
 
 class Inventory:
-    def __init__(self, diamonds: int = 1000, seed: int = 7, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, diamonds: int = 1000, seed: int = 7, *, clock: Callable[[], float] = time.time,
+                 realistic: bool = False, behaviour: Behaviour | None = None) -> None:
         if diamonds < 0:
             raise ValueError("diamonds must be >= 0")
         self.seed = seed
         self.clock = clock
+        self.realistic = realistic
         self.lock = threading.RLock()
         self.faults = Faults(seed)
+        self.behaviour = LiveBehaviour(behaviour or Behaviour())
         self.suppliers: list[Supplier]
         self.suppliers, stones = generate(diamonds, seed)
-        # stones added at run time come from their own stream, so they never disturb the seeded ones
+        # the realistic reshaping and stones added at run time each have their own stream, so neither
+        # disturbs the seeded stones of the plain inventory
+        self._realistic_rng = random.Random(f"opus-sandbox-realistic:{seed}")
+        if realistic:
+            reshape(stones, self._realistic_rng)
         self._add_rng = random.Random(f"opus-sandbox-add:{seed}")
         self._next_serial = diamonds
         self._by_id = {s.stone_id: s for s in stones}
         self._by_offer = {s.offer_id: s for s in stones}
-        self._holds = {s.hold_id: s for s in stones if s.hold_id}
+        self._holds = HoldBook()
+        now = self.now_ms()
+        for s in stones:
+            if s.hold_id:
+                self._holds.add(s.hold_id, s, other_buyers_until(now, s.hold_id))
         self.orders: dict[str, list[str]] = {}
         self.version = 0
         self._cache: OrderedDict[tuple[Any, ...], list[Stone]] = OrderedDict()
+        self._counts: dict[tuple[str, float], int] = {}
+        self._noise_keys: dict[str, int] = {}
         self._reindex()
 
     # ---- indexes -------------------------------------------------------------------------------
@@ -79,6 +95,19 @@ class Inventory:
     def _changed(self) -> None:
         self.version += 1
         self._cache.clear()
+        self._counts.clear()
+
+    def _lapse_holds(self) -> None:
+        """Return lapsed holds to AVAILABLE (when holds expire), before anything reads or trades."""
+        if not self.behaviour.current.hold_expiry:
+            return
+        with self.lock:
+            lapsed = self._holds.lapsed(self.now_ms())
+            for stone, until_ms in lapsed:
+                stone.availability, stone.hold_id = "AVAILABLE", None
+                stone.updated_ms = max(until_ms, stone.created_ms)
+            if lapsed:
+                self._changed()
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -94,9 +123,11 @@ class Inventory:
     def stones(self) -> list[Stone]:
         """Every live stone in (createdAt, id) order."""
         with self.lock:
+            self._lapse_holds()
             return list(self._ordered)
 
     def get(self, stone_id: str) -> Stone | None:
+        self._lapse_holds()
         return self._by_id.get(stone_id)
 
     def by_offer(self, offer_id: str) -> Stone | None:
@@ -110,6 +141,7 @@ class Inventory:
         """Every stone matching `query`, in order. The returned list is shared: do not mutate it."""
         key = (json.dumps(query, sort_keys=True, default=str), order_type, descending)
         with self.lock:
+            self._lapse_holds()
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
@@ -139,7 +171,27 @@ class Inventory:
         return self._ordered, True
 
     def count(self, query: Mapping[str, Any]) -> int:
+        """The exact number of matches."""
         return len(self.search(query))
+
+    def reported_count(self, query: Mapping[str, Any]) -> int:
+        """What diamonds_by_query_count answers: the exact count, less the stones count noise leaves out."""
+        rate = undercount_rate(query, self.behaviour.current.count_noise, self.faults.settings.rows_past_count)
+        with self.lock:
+            found = self.search(query)
+            if rate <= 0:
+                return len(found)
+            key = (json.dumps(query, sort_keys=True, default=str), rate)
+            if key not in self._counts:
+                keys = (self._noise_key(s.stone_id) for s in found)
+                self._counts[key] = reported_count(keys, query, self.seed, rate)
+            return self._counts[key]
+
+    def _noise_key(self, stone_id: str) -> int:
+        key = self._noise_keys.get(stone_id)
+        if key is None:
+            key = self._noise_keys[stone_id] = stone_key(stone_id)
+        return key
 
     def page(self, query: Mapping[str, Any], offset: int, limit: int, order_type: str = "createdAt",
              descending: bool = False) -> tuple[list[Stone], int]:
@@ -149,22 +201,33 @@ class Inventory:
 
     # ---- trading -------------------------------------------------------------------------------
     def create_hold(self, stone_id: str) -> HoldResult:
+        """A hold for 24 h; denied when the stone is not available (held by anyone, on memo, sold) or
+        its supplier allows no holds. A denial shows the buyer's own hold id, never another buyer's."""
         with self.lock:
+            self._lapse_holds()
             stone = self._by_id.get(stone_id)
             if stone is None:
                 raise SandboxError(f"diamond not found: {stone_id}", "NOT_FOUND")
             if stone.availability != "AVAILABLE":
-                return HoldResult(stone.hold_id, True, None)
+                return HoldResult(self._holds.visible_id(stone.hold_id), True, None)
+            if self.supplier_denies_holds(stone):
+                return HoldResult(None, True, None)
             hold_id = str(uuid.uuid4())
+            until_ms = self.now_ms() + HOLD_DURATION_MS
             stone.availability, stone.hold_id = "ON HOLD", hold_id
-            self._holds[hold_id] = stone
+            self._holds.add(hold_id, stone, until_ms, ours=True)
             self._touch(stone)
             self._changed()
-            return HoldResult(hold_id, False, self.now_ms() + HOLD_DURATION_MS)
+            return HoldResult(hold_id, False, until_ms)
+
+    def supplier_denies_holds(self, stone: Stone) -> bool:
+        share = self.behaviour.current.no_hold_suppliers
+        return supplier_denies_holds(self.seed, self.suppliers[stone.supplier].id, share)
 
     def cancel_hold(self, hold_id: str) -> str:
         with self.lock:
-            stone = self._holds.pop(hold_id, None)
+            self._lapse_holds()
+            stone = self._holds.pop(hold_id)
             if stone is None:
                 raise SandboxError(f"hold not found: {hold_id}", "NOT_FOUND")
             if stone.hold_id == hold_id and stone.availability == "ON HOLD":
@@ -176,6 +239,7 @@ class Inventory:
     def create_order(self, offer_ids: Sequence[str]) -> str:
         """All or nothing: every offer must exist, be unsold and appear once."""
         with self.lock:
+            self._lapse_holds()
             if not offer_ids:
                 raise SandboxError("an order needs at least one item")
             if len(set(offer_ids)) != len(offer_ids):
@@ -197,11 +261,11 @@ class Inventory:
 
     def _set_availability(self, stone: Stone, availability: str) -> None:
         if stone.hold_id:
-            self._holds.pop(stone.hold_id, None)
+            self._holds.pop(stone.hold_id)
             stone.hold_id = None
-        if availability == "ON HOLD":
+        if availability == "ON HOLD":  # another buyer's hold, lapsing like one
             stone.hold_id = str(uuid.uuid4())
-            self._holds[stone.hold_id] = stone
+            self._holds.add(stone.hold_id, stone, self.now_ms() + HOLD_DURATION_MS)
         stone.availability = availability
         self._touch(stone)
 
@@ -246,12 +310,14 @@ class Inventory:
         with self.lock:
             now = self.now_ms()
             new = make_stones(self._add_rng, self._next_serial, [(now, now)] * count, len(self.suppliers))
+            if self.realistic:
+                reshape(new, self._realistic_rng)
             self._next_serial += count
             for s in new:
                 self._by_id[s.stone_id] = s
                 self._by_offer[s.offer_id] = s
                 if s.hold_id:
-                    self._holds[s.hold_id] = s
+                    self._holds.add(s.hold_id, s, other_buyers_until(now, s.hold_id))
             self._reindex()
             return new
 
@@ -263,12 +329,13 @@ class Inventory:
                 del self._by_id[s.stone_id]
                 del self._by_offer[s.offer_id]
                 if s.hold_id:
-                    self._holds.pop(s.hold_id, None)
+                    self._holds.pop(s.hold_id)
             self._reindex()
             return [s.stone_id for s in chosen]
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
+            self._lapse_holds()
             stones = self._ordered
             return {
                 "count": len(stones),

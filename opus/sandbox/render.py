@@ -88,7 +88,7 @@ def render_item(stone: Stone, supplier: Supplier) -> dict[str, Any]:
         "mine_of_origin": None if stone.labgrown else MINES[n % len(MINES)],
         "supplier_video_link": media["supplier_video_link"], "approval_type": "AUTO" if n % 4 else "MANUAL",
         "final_price": stone.price_cents, "show_measurements": True, "show_certificate_number": n % 50 != 0,
-        "return_window": 30 if n % 3 else 0, "CertificateType": stone.lab, "scs_certificate": None,
+        "return_window": "30 days" if n % 3 else None, "CertificateType": stone.lab, "scs_certificate": None,
         "country_of_polishing": POLISHING[n % len(POLISHING)], "other": None, "v360": media["diamond_v360"],
         "delivery_time": {"express_timeline_applicable": stone.supplier % 3 == 0,
                           "min_business_days": 2 + stone.supplier % 3,

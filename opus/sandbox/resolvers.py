@@ -26,6 +26,7 @@ from graphql import (
     default_field_resolver,
     execute_sync,
     parse,
+    specified_rules,
     validate,
 )
 
@@ -33,6 +34,7 @@ from opus.sandbox.auth import TokenStore
 from opus.sandbox.filters import SandboxError
 from opus.sandbox.inventory import Inventory
 from opus.sandbox.render import render_item
+from opus.sandbox.validation import StagingRejectedFields, install_scalars
 
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 MAX_LIMIT = 50
@@ -102,8 +104,8 @@ def diamonds_by_query(inv: Inventory, query: dict[str, Any], offset: int | None 
     return {"items": items, "total_count": max(0, total - offset)}
 
 
-def diamonds_by_query_count(inv: Inventory, query: dict[str, Any]) -> int:
-    return inv.count(query)
+def diamonds_by_query_count(inv: Inventory, query: dict[str, Any], order: dict[str, Any] | None = None) -> int:
+    return inv.reported_count(query)  # `order` is accepted and ignored, as production ignores it
 
 
 def get_diamond_by_id(inv: Inventory, diamond_id: str) -> dict[str, Any] | None:
@@ -141,6 +143,7 @@ MUTATION_FIELDS: dict[str, Resolver] = {
 
 def build_sandbox_schema() -> GraphQLSchema:
     schema = build_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
+    install_scalars(schema)
 
     def obj(name: str) -> GraphQLObjectType:
         t = schema.get_type(name)
@@ -161,12 +164,13 @@ class GraphQLExecutor:
     def __init__(self, schema: GraphQLSchema | None = None) -> None:
         self.schema = schema or build_sandbox_schema()
         self._lock = threading.Lock()
-        self._documents: OrderedDict[str, DocumentNode | list[dict[str, Any]]] = OrderedDict()
+        self._documents: OrderedDict[tuple[bool, str], DocumentNode | list[dict[str, Any]]] = OrderedDict()
 
-    def _document(self, source: str) -> DocumentNode | list[dict[str, Any]]:
+    def _document(self, source: str, staging: bool) -> DocumentNode | list[dict[str, Any]]:
         """The parsed, validated document, or the formatted errors that rejected it."""
+        key = (staging, source)
         with self._lock:
-            cached = self._documents.get(source)
+            cached = self._documents.get(key)
         if cached is not None:
             return cached
         try:
@@ -174,19 +178,21 @@ class GraphQLExecutor:
         except GraphQLError as e:
             document = [_formatted(e, "GRAPHQL_PARSE_FAILED")]
         if isinstance(document, DocumentNode):
-            errors = validate(self.schema, document)
+            rules = (*specified_rules, StagingRejectedFields) if staging else None
+            errors = validate(self.schema, document, rules)
             if errors:
                 document = [_formatted(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
         with self._lock:
-            self._documents[source] = document
+            self._documents[key] = document
             if len(self._documents) > _DOCUMENT_CACHE_SIZE:
                 self._documents.popitem(last=False)
         return document
 
     def execute(self, source: str, variables: dict[str, Any] | None, operation_name: str | None,
-                context: RequestContext) -> dict[str, Any]:
-        """The GraphQL response body: {"data": ...} and, when anything failed, "errors": [...]."""
-        document = self._document(source)
+                context: RequestContext, staging: bool = False) -> dict[str, Any]:
+        """The GraphQL response body: {"data": ...} and, when anything failed, "errors": [...].
+        `staging` rejects, at validation, the fields staging rejects."""
+        document = self._document(source, staging)
         if not isinstance(document, DocumentNode):
             return {"errors": document}
         result = execute_sync(self.schema, document, context_value=context, variable_values=variables,

@@ -10,8 +10,16 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from opus.sandbox.config import SandboxConfig
 from opus.sandbox.inventory import Inventory
-from opus.sandbox.server import DEFAULT_PASSWORD, DEFAULT_USERNAME, GRAPHQL_PATH, SandboxServer, create_app
+from opus.sandbox.server import (
+    DEFAULT_PASSWORD,
+    DEFAULT_USERNAME,
+    GRAPHQL_PATH,
+    SandboxServer,
+    create_app,
+    prepare_inventory,
+)
 
 _START_TIMEOUT_S = 15.0
 
@@ -36,14 +44,20 @@ def run_sandbox(
     inventory: Inventory | None = None,
     username: str = DEFAULT_USERNAME,
     password: str = DEFAULT_PASSWORD,
+    config: SandboxConfig | None = None,
+    production_like: bool = False,
 ) -> Iterator[RunningSandbox]:
-    """Serve a sandbox until the block exits. Pass `inventory` to serve one built (or clocked) elsewhere."""
-    inv = inventory if inventory is not None else Inventory(diamonds, seed)
+    """Serve a sandbox until the block exits. Pass `inventory` to serve one built (or clocked) elsewhere,
+    `config` for behaviours and faults beyond the faithful default, `production_like` for the realistic set
+    (`SandboxConfig.production_like()`)."""
+    if production_like and config is None:
+        config = SandboxConfig.production_like()
+    inv = prepare_inventory(diamonds, seed, config, inventory)
     app = create_app(inv, username=username, password=password, token_ttl_s=token_ttl_s)
     # log_config=None: leave the host process's logging alone; lifespan is unused
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level="warning",
+    server_config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level="warning",
                             access_log=False, lifespan="off", timeout_graceful_shutdown=2)
-    server = SandboxServer(config)
+    server = SandboxServer(server_config)
     thread = threading.Thread(target=server.run, name="nivoda-sandbox", daemon=True)
     thread.start()
     deadline = time.monotonic() + _START_TIMEOUT_S
