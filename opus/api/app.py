@@ -35,8 +35,8 @@ The Opus diamond inventory: search stones, hold and buy them, manage pricing rul
 
 **Credentials** (every route except `/health`): an `X-API-Key` header, or an HMAC signature (`X-Client-Id`,
 `X-Timestamp`, `X-Signature`; HMAC clients have the admin scope). Scopes: `read` (search, stones, analytics,
-pricing rules), `trade` (read plus holds, purchases, availability), `admin` (everything, including triggers and
-pricing-rule changes). Missing or invalid credentials give 401, a scope that does not cover the route 403, more
+pricing rules), `trade` (read plus holds and purchases), `admin` (everything, including availability changes,
+triggers and pricing-rule changes). Missing or invalid credentials give 401, a scope that does not cover the route 403, more
 than the configured requests per minute per credential 429 with `Retry-After` (each server instance counts
 separately).
 

@@ -1,4 +1,4 @@
-"""Stones: search and read (read scope), hold, release, purchase and availability (trade scope)."""
+"""Stones: search and read (read scope), hold, release and purchase (trade scope), availability (admin scope)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from opus.api.context import ApiContext, get_context
 from opus.api.schemas.common import MAX_BIGINT, error_responses
 from opus.api.schemas.diamonds import DiamondOut, SearchPage, SearchQuery
 from opus.api.schemas.trading import AvailabilityIn, HoldOut, PurchaseIn, PurchaseOut
-from opus.api.security import READ, TRADE, Principal
+from opus.api.security import ADMIN, READ, TRADE, Principal
 from opus.api.services import diamonds, holds, purchases
 from opus.api.services.search import search
 from opus.domain.auth import Scope
@@ -87,12 +87,19 @@ def purchase(
 
 
 @router.post(
-    "/{diamond_id}/availability", response_model=DiamondOut, responses=error_responses(404),
+    "/{diamond_id}/availability", response_model=DiamondOut, responses=error_responses(404, 409, 502, 503),
     summary="Set availability",
-    description="Set the stone's availability by hand; the change and its reason go to the availability history.",
+    description="Set the stone's availability by hand (admins only: trade keys change availability only through "
+    "holds and purchases). A stone with a live hold (pending or active), an open purchase (pending or placed), "
+    "or already SOLD is refused with 409 `availability_conflict`, listing what it conflicts with in `details`, "
+    "unless the body says `\"override\": true`. An override ends every live hold: it is cancelled at the feed "
+    "and recorded as released, with the admin and the reason; purchase records are not changed, so an order "
+    "already sent to the feed may still complete and mark the stone SOLD. Every change goes to the "
+    "availability history with the credential, the old and new value and the reason.",
 )
 def set_availability(
-    ctx: Ctx, diamond_id: DiamondId, change: AvailabilityIn, principal: Annotated[Principal, Depends(TRADE)]
+    ctx: Ctx, diamond_id: DiamondId, change: AvailabilityIn, principal: Annotated[Principal, Depends(ADMIN)]
 ) -> Any:
-    return diamonds.set_availability(ctx, diamond_id, change.availability, change.reason, principal.id)
+    return diamonds.set_availability(ctx, diamond_id, diamonds.AvailabilityChange(
+        change.availability, change.reason, change.override, principal.id))
 
