@@ -17,6 +17,13 @@ from opus.domain.auth import Scope
 
 router = APIRouter(prefix="/diamonds", tags=["diamonds"])
 Ctx = Annotated[ApiContext, Depends(get_context)]
+PURCHASE_CONFLICT: dict[str, Any] = {
+    **error_responses(409)[409],
+    "description": "`conflict`: sold, held by another client or bought with another key. `purchase_in_progress`: "
+    "the first request with this Idempotency-Key is still at the feed; retry after `Retry-After` seconds.",
+    "headers": {"Retry-After": {"description": "With `purchase_in_progress`: seconds to wait before retrying.",
+                                "schema": {"type": "integer"}}},
+}
 DiamondId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="Opus's id of the stone.")]
 
 
@@ -65,11 +72,15 @@ def release_hold(ctx: Ctx, diamond_id: DiamondId, principal: Annotated[Principal
 @router.post(
     "/{diamond_id}/purchase", status_code=201,
     responses={201: {"model": PurchaseOut, "description": "The order was placed."},
-               **error_responses(400, 404, 409, 502, 503)},
+               **error_responses(400, 404, 409, 502, 503) | {409: PURCHASE_CONFLICT}},
     summary="Buy a stone",
     description="Order the stone through the feed. The `Idempotency-Key` header is required: a repeat with the "
-    "same key (from the same credential) returns the first answer, status and body, and places no second order; "
-    "the same key for another stone is refused (422). Sold stones and stones held by another client give 409.",
+    "same key (from the same credential) returns the first answer, status and body byte for byte, and places no "
+    "second order, even when the repeats arrive at the same time. A repeat that arrives while the first request "
+    "is still waiting for the feed waits a few seconds for its answer; if the feed is slower still, it gets 409 "
+    "`purchase_in_progress` with `Retry-After` (the same answer for every such repeat): retry with the same key. "
+    "The same key for another stone is refused (422). Sold stones, stones held by another client and stones "
+    "another key is buying give 409 `conflict`.",
 )
 def purchase(
     ctx: Ctx, diamond_id: DiamondId, principal: Annotated[Principal, Depends(TRADE)],

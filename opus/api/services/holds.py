@@ -32,7 +32,11 @@ PENDING_TIMEOUT = timedelta(minutes=5)
 
 
 def lock_stone(conn: psycopg.Connection[Row], diamond_id: int) -> Row:
-    stone = conn.execute(Q.lock_diamond, {"id": diamond_id}).fetchone()
+    """Lock the stone's row and check that it can be held or bought."""
+    return check_tradable(diamond_id, conn.execute(Q.lock_diamond, {"id": diamond_id}).fetchone())
+
+
+def check_tradable(diamond_id: int, stone: Row | None) -> Row:
     if stone is None:
         raise NotFoundError(f"diamond {diamond_id} does not exist")
     if stone["status"] != DiamondStatus.ACTIVE:
