@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from opus.api.context import ApiContext
+from opus.api.context import ApiContext, ReplayWait
 from opus.api.errors import install_error_handlers
 from opus.api.openapi import build_openapi
 from opus.api.ratelimit import RateLimiter
@@ -35,10 +35,10 @@ The Opus diamond inventory: search stones, hold and buy them, manage pricing rul
 
 **Credentials** (every route except `/health`): an `X-API-Key` header, or an HMAC signature (`X-Client-Id`,
 `X-Timestamp`, `X-Signature`; HMAC clients have the admin scope). Scopes: `read` (search, stones, analytics,
-pricing rules), `trade` (read plus holds, purchases, availability), `admin` (everything, including triggers and
-pricing-rule changes). Missing or invalid credentials give 401, a scope that does not cover the route 403, more
-than the configured requests per minute per credential 429 with `Retry-After` (each server instance counts
-separately).
+pricing rules), `trade` (read plus holds and purchases), `admin` (everything, including availability changes,
+triggers and pricing-rule changes). Missing or invalid credentials give 401, a scope that does not cover the
+route 403, more than the configured requests per minute per credential 429 with `Retry-After` (each server
+instance counts separately).
 
 **Errors** always look like `{"error": {"code": "...", "message": "...", "details": ...}}`.
 """
@@ -59,8 +59,10 @@ def create_app(
     feed: Feed | None,
     control: PipelineControl | None,
     clock: Callable[[], datetime] | None = None,
+    replay_wait: ReplayWait | None = None,
 ) -> FastAPI:
-    """Build the API. `feed` may be None (trading routes answer 503), so may `control` (trigger routes 503)."""
+    """Build the API. `feed` may be None (trading routes answer 503), so may `control` (trigger routes 503).
+    `replay_wait` bounds how long a repeated purchase waits for the first one (default: ReplayWait())."""
     now = clock or _utc_now
     app = FastAPI(
         title="Opus API",
@@ -78,7 +80,8 @@ def create_app(
             {"name": "pricing rules", "description": "Rules that price stones; changes reprice at once."},
         ],
     )
-    app.state.opus = ApiContext(db=db, settings=settings, feed=feed, control=control, clock=now)
+    app.state.opus = ApiContext(db=db, settings=settings, feed=feed, control=control, clock=now,
+                                replay_wait=replay_wait or ReplayWait())
     install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX, responses=error_responses(401, 403, 413, 422, 429, 500))

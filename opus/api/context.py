@@ -21,6 +21,20 @@ Q = Queries("api_auth")
 CURSOR_KEY_NAME = "search_cursor"
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayWait:
+    """How long a repeated purchase waits for the first request with its Idempotency-Key to finish.
+
+    A few seconds covers a normal feed order, so a client's quick retry gets the real answer; polling (rather
+    than waiting on the stone's lock) keeps no transaction open meanwhile. `retry_after_s` is what a repeat
+    that outwaited it is told.
+    """
+
+    timeout_s: float = 5.0
+    poll_s: float = 0.1
+    retry_after_s: int = 2
+
+
 @dataclass
 class ApiContext:
     db: Database
@@ -28,6 +42,7 @@ class ApiContext:
     feed: Feed | None
     control: PipelineControl | None
     clock: Callable[[], datetime]
+    replay_wait: ReplayWait = field(default_factory=ReplayWait)
     _cursor_key: bytes | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

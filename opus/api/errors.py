@@ -27,6 +27,7 @@ from opus.errors import (
 )
 
 log = logging.getLogger(__name__)
+MESSAGE_PROBLEMS = 5  # validation problems spelled out in the message; `details` lists them all
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
 
 _STATUS_CODES = {
@@ -111,7 +112,10 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", "")), "type": err.get("type")}
         for err in exc.errors()
     ]
-    return error_response(422, "the request is not valid", details=problems)
+    # The message names the parameters at fault, so a person reading only the message knows what to fix.
+    summary = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems[:MESSAGE_PROBLEMS])
+    more = f" (and {len(problems) - MESSAGE_PROBLEMS} more)" if len(problems) > MESSAGE_PROBLEMS else ""
+    return error_response(422, f"the request is not valid: {summary}{more}", details=problems)
 
 
 def _http_error(_: Request, exc: Exception) -> JSONResponse:

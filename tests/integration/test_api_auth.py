@@ -109,6 +109,7 @@ def test_last_used_is_written_at_most_once_a_minute(make_client: AppFactory, db:
     [
         ("read", "POST", "/api/v2/diamonds/1/hold", 403),
         ("read", "POST", "/api/v2/diamonds/1/availability", 403),
+        ("trade", "POST", "/api/v2/diamonds/1/availability", 403),
         ("read", "POST", "/api/v2/pricing-rules", 403),
         ("trade", "POST", "/api/v2/triggers/run", 403),
         ("trade", "DELETE", "/api/v2/pricing-rules/1", 403),

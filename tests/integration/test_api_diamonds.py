@@ -191,7 +191,7 @@ def test_get_one_stone_and_404(client: TestClient, db: Database, auth: Auth) -> 
 
 def test_setting_availability_is_recorded(client: TestClient, db: Database, auth: Auth) -> None:
     [stone] = insert_diamonds(db, [{}])
-    response = client.post(f"{SEARCH}/{stone}/availability", headers=auth("trade"),
+    response = client.post(f"{SEARCH}/{stone}/availability", headers=auth("admin"),
                            json={"availability": "MEMO", "reason": "sent to a client on memo"})
     assert response.status_code == 200, response.text
     assert response.json()["availability"] == "MEMO"
@@ -212,12 +212,12 @@ def test_invalid_availability_changes_are_422(
     client: TestClient, db: Database, auth: Auth, body: dict[str, Any]
 ) -> None:
     [stone] = insert_diamonds(db, [{}])
-    response = client.post(f"{SEARCH}/{stone}/availability", headers=auth("trade"), json=body)
+    response = client.post(f"{SEARCH}/{stone}/availability", headers=auth("admin"), json=body)
     assert response.status_code == 422
 
 
 def test_availability_of_an_unknown_stone_is_404(client: TestClient, auth: Auth) -> None:
-    response = client.post(f"{SEARCH}/999/availability", headers=auth("trade"),
+    response = client.post(f"{SEARCH}/999/availability", headers=auth("admin"),
                            json={"availability": "SOLD", "reason": "x"})
     assert response.status_code == 404
 

@@ -1,4 +1,4 @@
-"""Stones: search and read (read scope), hold, release, purchase and availability (trade scope)."""
+"""Stones: search and read (read scope), hold, release and purchase (trade scope), availability (admin scope)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,20 @@ from opus.api.context import ApiContext, get_context
 from opus.api.schemas.common import MAX_BIGINT, error_responses
 from opus.api.schemas.diamonds import DiamondOut, SearchPage, SearchQuery
 from opus.api.schemas.trading import AvailabilityIn, HoldOut, PurchaseIn, PurchaseOut
-from opus.api.security import READ, TRADE, Principal
+from opus.api.security import ADMIN, READ, TRADE, Principal
 from opus.api.services import diamonds, holds, purchases
 from opus.api.services.search import search
 from opus.domain.auth import Scope
 
 router = APIRouter(prefix="/diamonds", tags=["diamonds"])
 Ctx = Annotated[ApiContext, Depends(get_context)]
+PURCHASE_CONFLICT: dict[str, Any] = {
+    **error_responses(409)[409],
+    "description": "`conflict`: sold, held by another client or bought with another key. `purchase_in_progress`: "
+    "the first request with this Idempotency-Key is still at the feed; retry after `Retry-After` seconds.",
+    "headers": {"Retry-After": {"description": "With `purchase_in_progress`: seconds to wait before retrying.",
+                                "schema": {"type": "integer"}}},
+}
 DiamondId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="Opus's id of the stone.")]
 
 
@@ -65,11 +72,15 @@ def release_hold(ctx: Ctx, diamond_id: DiamondId, principal: Annotated[Principal
 @router.post(
     "/{diamond_id}/purchase", status_code=201,
     responses={201: {"model": PurchaseOut, "description": "The order was placed."},
-               **error_responses(400, 404, 409, 502, 503)},
+               **error_responses(400, 404, 409, 502, 503) | {409: PURCHASE_CONFLICT}},
     summary="Buy a stone",
     description="Order the stone through the feed. The `Idempotency-Key` header is required: a repeat with the "
-    "same key (from the same credential) returns the first answer, status and body, and places no second order; "
-    "the same key for another stone is refused (422). Sold stones and stones held by another client give 409.",
+    "same key (from the same credential) returns the first answer, status and body byte for byte, and places no "
+    "second order, even when the repeats arrive at the same time. A repeat that arrives while the first request "
+    "is still waiting for the feed waits a few seconds for its answer; if the feed is slower still, it gets 409 "
+    "`purchase_in_progress` with `Retry-After` (the same answer for every such repeat): retry with the same key. "
+    "The same key for another stone is refused (422). Sold stones, stones held by another client and stones "
+    "another key is buying give 409 `conflict`.",
 )
 def purchase(
     ctx: Ctx, diamond_id: DiamondId, principal: Annotated[Principal, Depends(TRADE)],
@@ -87,12 +98,19 @@ def purchase(
 
 
 @router.post(
-    "/{diamond_id}/availability", response_model=DiamondOut, responses=error_responses(404),
+    "/{diamond_id}/availability", response_model=DiamondOut, responses=error_responses(404, 409, 502, 503),
     summary="Set availability",
-    description="Set the stone's availability by hand; the change and its reason go to the availability history.",
+    description="Set the stone's availability by hand (admins only: trade keys change availability only through "
+    "holds and purchases). A stone with a live hold (pending or active), an open purchase (pending or placed), "
+    "or already SOLD is refused with 409 `availability_conflict`, listing what it conflicts with in `details`, "
+    "unless the body says `\"override\": true`. An override ends every live hold: it is cancelled at the feed "
+    "and recorded as released, with the admin and the reason; purchase records are not changed, so an order "
+    "already sent to the feed may still complete and mark the stone SOLD. Every change goes to the "
+    "availability history with the credential, the old and new value and the reason.",
 )
 def set_availability(
-    ctx: Ctx, diamond_id: DiamondId, change: AvailabilityIn, principal: Annotated[Principal, Depends(TRADE)]
+    ctx: Ctx, diamond_id: DiamondId, change: AvailabilityIn, principal: Annotated[Principal, Depends(ADMIN)]
 ) -> Any:
-    return diamonds.set_availability(ctx, diamond_id, change.availability, change.reason, principal.id)
+    return diamonds.set_availability(ctx, diamond_id, diamonds.AvailabilityChange(
+        change.availability, change.reason, change.override, principal.id))
 

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 # Upper bounds keep values inside the database's bigint, integer and numeric columns.
 MAX_BIGINT = 2**63 - 1
 MAX_INT = 2**31 - 1
+
+
+
+def _at_scale(scale: int) -> AfterValidator:
+    """Rewrite an accepted decimal with exactly `scale` places.
+
+    The digit and place limits are checked on the value without its spare zeros, so `1.000...0` (thousands of
+    zeros) or `0E-16384` pass them, yet PostgreSQL refuses such a numeric outright. Quantizing is exact here,
+    because the value already has at most `scale` significant places.
+    """
+    step = Decimal(1).scaleb(-scale)
+    return AfterValidator(lambda value: value.quantize(step))
+
+
+# Decimals bounded by the numeric(precision, scale) columns they are compared with or stored in (0001_core.sql):
+# a value with more digits or places is refused, never rounded; NaN and infinities are refused by Decimal itself.
+Carats = Annotated[Decimal, Field(ge=0, max_digits=8, decimal_places=3), _at_scale(3)]  # numeric(8, 3)
+Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2), _at_scale(2)]  # numeric(12, 2)
+Markup = Annotated[Decimal, Field(gt=0, max_digits=8, decimal_places=4), _at_scale(4)]  # numeric(8, 4)
 
 # Free text a client sends: printable, bounded. PostgreSQL refuses NUL characters in text, so they are refused
 # here, as a validation error, not deep in the database.

@@ -5,15 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from opus.api.schemas.common import FilterToken
+from opus.api.schemas.common import Carats, FilterToken, Money
 from opus.domain.models import Availability
-
-Money = Annotated[Decimal, Field(ge=0, le=Decimal("9999999999.99"))]
-Carats = Annotated[Decimal, Field(ge=0, le=Decimal("99999.999"))]
 
 
 class DiamondOut(BaseModel):
@@ -91,6 +88,8 @@ def _split(values: list[str]) -> list[str]:
     return list(dict.fromkeys(v for v in out if v))
 
 
+# (minimum, maximum) filter pairs; both ends are inclusive, so only min > max is an empty, mistaken range.
+RANGES = (("carat_min", "carat_max"), ("price_min", "price_max"), ("feed_price_min", "feed_price_max"))
 _LIST = "Repeat the parameter or give a comma list; matches any of the values (case-insensitive)."
 
 
@@ -145,6 +144,19 @@ class SearchQuery(BaseModel):
         if unknown:
             raise ValueError(f"unknown availability {', '.join(unknown)}; use {', '.join(Availability)}")
         return out
+
+    @model_validator(mode="after")
+    def _ranges_in_order(self) -> SearchQuery:
+        # A reversed range matches nothing: answering an empty page would hide the caller's mistake.
+        bounds = [(low, getattr(self, low), high, getattr(self, high)) for low, high in RANGES]
+        reversed_ranges = [
+            f"{low} ({low_value}) is greater than {high} ({high_value})"
+            for low, low_value, high, high_value in bounds
+            if low_value is not None and high_value is not None and low_value > high_value
+        ]
+        if reversed_ranges:
+            raise ValueError("; ".join(reversed_ranges))
+        return self
 
 
 class SearchPage(BaseModel):

@@ -8,12 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from opus.api.schemas.common import MAX_INT, FilterToken
+from opus.api.schemas.common import MAX_INT, Carats, FilterToken, Markup, Money
 
-# Precision and scale of the pricing_rules columns: a value that does not fit is refused, not rounded.
-RuleCarats = Annotated[Decimal, Field(ge=0, max_digits=8, decimal_places=3)]
-RuleMoney = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
-Markup = Annotated[Decimal, Field(gt=0, max_digits=8, decimal_places=4)]
 Name = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
@@ -28,11 +24,11 @@ class PricingRuleIn(BaseModel):
     feed: FilterToken | None = Field(default=None, description="Only stones of this feed.")
     shapes: list[FilterToken] | None = Field(default=None, min_length=1, max_length=50,
                                              description="Only these shapes (upper case is applied).")
-    carat_min: RuleCarats | None = Field(default=None, description="Carats from (inclusive).")
-    carat_max: RuleCarats | None = Field(default=None, description="Carats below (exclusive).")
+    carat_min: Carats | None = Field(default=None, description="Carats from (inclusive).")
+    carat_max: Carats | None = Field(default=None, description="Carats below (exclusive).")
     lab_grown: bool | None = Field(default=None, description="Only lab-grown (true) or natural (false) stones.")
-    feed_price_min: RuleMoney | None = Field(default=None, description="Feed price from (inclusive), dollars.")
-    feed_price_max: RuleMoney | None = Field(default=None, description="Feed price below (exclusive), dollars.")
+    feed_price_min: Money | None = Field(default=None, description="Feed price from (inclusive), dollars.")
+    feed_price_max: Money | None = Field(default=None, description="Feed price below (exclusive), dollars.")
     markup_ratio: Markup = Field(description="Selling price = feed price times this, e.g. 1.25.")
     rating: int | None = Field(default=None, ge=-MAX_INT, le=MAX_INT, description="Copied to the stones it prices.")
     active: bool = Field(default=True, description="Inactive rules price nothing.")

@@ -54,11 +54,17 @@ class PurchaseOut(BaseModel):
 
 
 class AvailabilityIn(BaseModel):
-    """A manual availability change, recorded with its reason."""
+    """A manual availability change, recorded with its reason and the credential that made it."""
 
     model_config = ConfigDict(extra="forbid")
 
     availability: Availability = Field(description="The new availability.")
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")] = (
-        Field(description="Why, for the history.")
+        Field(description="Why, for the history (and for the holds an override ends).")
+    )
+    override: bool = Field(
+        default=False,
+        description="Change a stone that has a live hold, an open purchase, or is SOLD. Without it such a change "
+        "is refused with 409 `availability_conflict`. With it, live holds are ended (cancelled at the feed, "
+        "recorded as released with the admin and the reason); purchase records are left as they are.",
     )

@@ -22,6 +22,7 @@ from opus.api.context import ApiContext
 from opus.db.queries import Queries
 from opus.domain.models import Availability, DiamondStatus, HoldResult
 from opus.errors import ConflictError, FeedPermanentError, FeedTransientError, HoldDeniedError, NotFoundError
+from opus.ports import Feed
 
 log = logging.getLogger(__name__)
 Q = Queries("api_trading")
@@ -31,7 +32,11 @@ PENDING_TIMEOUT = timedelta(minutes=5)
 
 
 def lock_stone(conn: psycopg.Connection[Row], diamond_id: int) -> Row:
-    stone = conn.execute(Q.lock_diamond, {"id": diamond_id}).fetchone()
+    """Lock the stone's row and check that it can be held or bought."""
+    return check_tradable(diamond_id, conn.execute(Q.lock_diamond, {"id": diamond_id}).fetchone())
+
+
+def check_tradable(diamond_id: int, stone: Row | None) -> Row:
     if stone is None:
         raise NotFoundError(f"diamond {diamond_id} does not exist")
     if stone["status"] != DiamondStatus.ACTIVE:
@@ -64,15 +69,23 @@ def _begin(ctx: ApiContext, diamond_id: int, requested_by: str) -> tuple[int, st
 
 
 def _finish(ctx: ApiContext, diamond_id: int, hold_row: int, status: str, *, reason: str | None = None,
-            result: HoldResult | None = None) -> Row:
+            result: HoldResult | None = None) -> None:
     with ctx.db.transaction() as conn:
         conn.execute(Q.lock_diamond, {"id": diamond_id})
-        row = conn.execute(Q.finish_hold, {
-            "id": hold_row, "status": status, "reason": reason, "released_at": None,
+        conn.execute(Q.settle_pending_hold, {
+            "id": hold_row, "status": status, "reason": reason,
             "feed_hold_id": result.hold_id if result else None, "held_until": result.until if result else None,
-        }).fetchone()
-    assert row is not None
-    return row
+        })
+
+
+def _cancel_orphan(feed: Feed, diamond_id: int, feed_hold_id: str) -> None:
+    """Cancel a feed hold whose record was ended while the feed was placing it: nobody may keep it."""
+    try:
+        feed.cancel_hold(feed_hold_id)
+    except (FeedTransientError, FeedPermanentError) as exc:
+        # The feed lets the hold lapse on its own at `held_until`; the stone's record is already right.
+        log.warning("could not cancel a hold ended while it was placed",
+                    extra={"diamond_id": diamond_id, "error": str(exc)[:200]})
 
 
 def place_hold(ctx: ApiContext, diamond_id: int, requested_by: str) -> Row:
@@ -95,16 +108,20 @@ def place_hold(ctx: ApiContext, diamond_id: int, requested_by: str) -> Row:
     now = ctx.now()
     with ctx.db.transaction() as conn:
         conn.execute(Q.lock_diamond, {"id": diamond_id})
-        row = conn.execute(Q.finish_hold, {
-            "id": hold_row, "status": "active", "reason": None, "released_at": None,
+        row = conn.execute(Q.settle_pending_hold, {
+            "id": hold_row, "status": "active", "reason": None,
             "feed_hold_id": result.hold_id, "held_until": result.until,
         }).fetchone()
-        conn.execute(Q.set_availability, {
-            "id": diamond_id, "availability": Availability.ON_HOLD.value, "set_hold_id": True,
-            "hold_id": result.hold_id, "now": now, "changed_by": requested_by, "reason": "hold placed",
-        })
+        if row is not None:
+            conn.execute(Q.set_availability, {
+                "id": diamond_id, "availability": Availability.ON_HOLD.value, "set_hold_id": True,
+                "hold_id": result.hold_id, "now": now, "changed_by": requested_by, "reason": "hold placed",
+            })
+    if row is None:
+        _cancel_orphan(feed, diamond_id, result.hold_id)
+        raise ConflictError(f"the hold on diamond {diamond_id} was ended (by an administrator's availability "
+                            "change) while the feed was placing it")
     log.info("hold placed", extra={"diamond_id": diamond_id, "hold_row": hold_row})
-    assert row is not None
     return row
 
 

@@ -37,6 +37,18 @@ SET status = %(status)s, feed_hold_id = %(feed_hold_id)s, held_until = %(held_un
 WHERE id = %(id)s
 RETURNING *
 
+-- name: settle_pending_hold
+-- Only a hold still pending is settled: one ended meanwhile (an admin's override, or abandoned as stale) stays
+-- ended, and no row comes back.
+UPDATE hold_history
+SET status = %(status)s, feed_hold_id = %(feed_hold_id)s, held_until = %(held_until)s, reason = %(reason)s
+WHERE id = %(id)s AND status = 'pending'
+RETURNING *
+
+-- name: end_live_holds
+UPDATE hold_history SET status = 'released', released_at = %(now)s, reason = %(reason)s
+WHERE diamond_id = %(diamond_id)s AND status IN ('pending', 'active')
+
 -- name: active_hold
 SELECT * FROM hold_history
 WHERE diamond_id = %(diamond_id)s AND status = 'active'
