@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, ge=1)
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma list of origins (https://dash.example.com) whose browsers may call the API; none by default.",
+        description="Comma list of origins (https://dash.example.com) whose browsers may call the API; default none.",
     )
 
     # --- alerts and telemetry -------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from psycopg import sql
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route as StarletteRoute
+from starlette.routing import Mount
+from starlette.routing import Route as StarletteRoute
 from starlette.staticfiles import StaticFiles
 
 from opus.api.keys import create_key
@@ -88,7 +89,8 @@ class _Server:
         self._thread.start()
         deadline = time.monotonic() + 15
         while not self._server.started:
-            assert self._thread.is_alive() and time.monotonic() < deadline, "a test server did not start"
+            assert self._thread.is_alive(), "a test server stopped while starting"
+            assert time.monotonic() < deadline, "a test server did not start in time"
             time.sleep(0.01)
         return self
 

@@ -98,7 +98,10 @@ export function render({ main }) {
 
   function draw(page) {
     const pageNumber = memory.cursors.length;
-    const total = page.total !== null ? `${fmt.int(page.total)} stones` : `about ${fmt.int(page.total_estimate)} stones`;
+    // The planner's estimate can be far off on a small or fresh table; never show fewer than are in view.
+    const seen = (memory.cursors.length - 1) * memory.limit + page.items.length;
+    const total = page.total !== null ? `${fmt.int(page.total)} stones`
+      : `about ${fmt.int(Math.max(page.total_estimate, seen))} stones`;
     results.append(h("p", { class: "summary", id: "result-summary", role: "status" }, `Page ${pageNumber} · ${total}`));
     if (!page.items.length) {
       results.append(empty("No stones match these filters."));
