@@ -185,11 +185,19 @@ class Console:
         """Chromium logs each refused fetch as an error; a test provoking a refusal names its status."""
         self.expected_statuses.update(statuses)
 
+    expected_unreachable: bool = False
+
+    def expect_unreachable(self) -> None:
+        """A test that cuts the API off expects Chromium to log the failed fetches."""
+        self.expected_unreachable = True
+
     def on_console(self, message: ConsoleMessage) -> None:
         if message.type not in ("error", "warning"):
             return
         refused = re.search(r"status of (\d{3})", message.text)
         if refused and int(refused.group(1)) in self.expected_statuses:
+            return
+        if self.expected_unreachable and "net::ERR_FAILED" in message.text:
             return
         self.problems.append(f"console {message.type}: {message.text} ({message.location.get('url')})")
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from browser_stack import Console, Stack, open_context, screenshot
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from opus.api.keys import create_key, revoke_key
 
@@ -156,6 +156,42 @@ def test_pages_fit_a_phone_and_work_from_the_keyboard(browser: Browser, stack: S
     assert not console.problems, "\n".join(console.problems)
 
 
+def test_pages_say_when_the_api_is_down_busy_or_failing(page: Page, stack: Stack, console: Console) -> None:
+    console.expect_status(429, 503)
+    console.expect_unreachable()
+    signed_in(page, stack)
+    expect(page.locator("#active-stones")).to_be_visible()
+    answer: dict[str, Any] = {"mode": "down"}
+
+    def summary(route: Route) -> None:
+        if answer["mode"] == "down":
+            route.abort("failed")
+        elif answer["mode"] == "busy":
+            route.fulfill(status=429, headers={"Retry-After": "7"}, json={
+                "error": {"code": "rate_limited", "message": "too many", "details": None}})
+        elif answer["mode"] == "failing":
+            route.fulfill(status=503, json={"error": {"code": "unavailable", "message": "database down",
+                                                      "details": None}})
+        else:
+            route.fallback()
+
+    page.route("**/api/v2/analytics/summary", summary)
+    retry = page.get_by_role("button", name="Try again")
+    go(page, "#/runs")
+    go(page, "#/overview")
+    expect(page.get_by_role("alert")).to_contain_text("The API cannot be reached")
+    screenshot(page, "overview-api-down")
+    answer["mode"] = "busy"
+    retry.click()
+    expect(page.get_by_role("alert")).to_contain_text("Too many requests for this key. Try again in 7 s.")
+    answer["mode"] = "failing"
+    retry.click()
+    expect(page.get_by_role("alert")).to_contain_text("The API had a problem (503): database down")
+    answer["mode"] = "up"
+    retry.click()
+    expect(page.locator("#active-stones .figure-value")).to_have_text("1,500")
+
+
 def test_a_read_key_sees_no_admin_or_trade_controls(page: Page, stack: Stack) -> None:
     signed_in(page, stack, stack.read_key)
     go(page, "#/runs")
@@ -192,7 +228,9 @@ def test_a_trade_key_holds_releases_and_buys_a_stone(page: Page, stack: Stack) -
     with stack.db.connection() as conn:
         bought = conn.execute("SELECT idempotency_key FROM purchase_history WHERE diamond_id = %s",
                               (stone["id"],)).fetchall()
-    assert [b["idempotency_key"] for b in bought] == [sent.value.headers["idempotency-key"]], "one order"
+    assert len(bought) == 1, "one order"
+    # Stored per credential ("key:<id>|<key>"), so that two clients' keys cannot collide.
+    assert bought[0]["idempotency_key"].endswith("|" + sent.value.headers["idempotency-key"])
 
 
 def visible_ids(page: Page) -> list[str]:
