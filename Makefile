@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
 
-.PHONY: demo test lint unit install clean
+.PHONY: demo test lint unit install chromium clean
 
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,18 @@ $(NODE_INSTALLED): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(INSTALLED) $(NODE_INSTALLED)
+# The dashboard's chart library, copied beside the pages (git-ignored) so that they need no build step.
+VENDOR := static_dashboard/vendor
+UPLOT := node_modules/uplot
+$(VENDOR)/uPlot.iife.min.js: $(NODE_INSTALLED)
+	mkdir -p $(VENDOR)
+	cp $(UPLOT)/dist/uPlot.iife.min.js $(UPLOT)/dist/uPlot.min.css $(UPLOT)/LICENSE $(VENDOR)/
+
+install: $(INSTALLED) $(NODE_INSTALLED) $(VENDOR)/uPlot.iife.min.js
+
+# The browser tests drive Debian's Chromium (never a downloaded browser build).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
 demo: install
 	$(BIN)/python -m opus.local.demo
@@ -28,7 +39,7 @@ lint: install
 	$(BIN)/ruff check opus tests bench
 	$(BIN)/mypy opus
 
-test: lint
+test: lint chromium
 	$(BIN)/pytest -p no:cacheprovider
 
 unit: install

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
         default_factory=dict, description='JSON {"client_id": "read|trade|admin"}; an unlisted HMAC client is admin.'
     )
     rate_limit_per_minute: int = Field(default=600, ge=1)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma list of origins (https://dash.example.com) whose browsers may call the API; default none.",
+    )
 
     # --- alerts and telemetry -------------------------------------------------------------------------
     resend_api_key: SecretStr | None = None
@@ -173,6 +177,13 @@ class Settings(BaseSettings):
                 return json.loads(value) if value.strip() else {}
             except json.JSONDecodeError as exc:
                 raise ValueError(f"must be a JSON object of client id to scope: {exc.msg}") from exc
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
 
     @field_validator("schedule")

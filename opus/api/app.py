@@ -13,10 +13,11 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from opus.api.context import ApiContext, ReplayWait
+from opus.api.cors import install_cors
 from opus.api.errors import install_error_handlers
 from opus.api.openapi import build_openapi
 from opus.api.ratelimit import RateLimiter
-from opus.api.routers import analytics, diamonds, health, pricing_rules, triggers
+from opus.api.routers import analytics, diamonds, health, operations, pricing_rules, triggers
 from opus.api.schemas.common import error_responses
 from opus.api.security import Authenticator, AuthMiddleware
 from opus.config import Settings
@@ -78,6 +79,7 @@ def create_app(
             {"name": "analytics", "description": "Inventory summary, runs, suppliers, errors, alerts."},
             {"name": "triggers", "description": "Start and steer pipeline runs (admin)."},
             {"name": "pricing rules", "description": "Rules that price stones; changes reprice at once."},
+            {"name": "operations", "description": "The calling credential; run history and pipeline state."},
         ],
     )
     app.state.opus = ApiContext(db=db, settings=settings, feed=feed, control=control, clock=now,
@@ -85,7 +87,7 @@ def create_app(
     install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX, responses=error_responses(401, 403, 413, 422, 429, 500))
-    for module in (diamonds, analytics, triggers, pricing_rules):
+    for module in (diamonds, analytics, triggers, pricing_rules, operations):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)
@@ -99,6 +101,7 @@ def create_app(
         limiter=RateLimiter(settings.rate_limit_per_minute, lambda: now().timestamp()),
         is_protected=is_protected,
     )
+    install_cors(app, settings.cors_origins)  # outermost: preflights are answered before authentication
 
     def openapi() -> dict[str, Any]:
         return build_openapi(app, is_protected)

@@ -1,0 +1,70 @@
+// One run with per-partition progress, refreshed while the run is active.
+import { allows, api } from "../api.js";
+import { clear, empty, failure, fmt, h, heading, statusBadge, table } from "../ui.js";
+
+const ACTIVE = new Set(["planning", "running", "consolidating"]);
+const REFRESH_MS = 1000;
+
+export function render({ main, id, onLeave }) {
+  const body = h("div", { class: "stack", "aria-live": "polite" });
+  const live = h("p", { class: "refreshing", id: "run-refreshing", role: "status" });
+  main.append(heading(`Run ${fmt.shortId(id)}`), live, body);
+  let timer = null;
+  let gone = false;
+  onLeave(() => {
+    gone = true;
+    clearTimeout(timer);
+  });
+
+  async function refresh(first) {
+    if (first) body.append(h("p", { class: "state state-loading", role: "status" }, "Loading the run…"));
+    try {
+      const run = await api(`/analytics/runs/${encodeURIComponent(id)}`);
+      if (gone) return;
+      draw(run);
+      const active = ACTIVE.has(run.status);
+      live.textContent = active ? "The run is active: refreshing every second." : "";
+      if (active) timer = setTimeout(() => refresh(false), REFRESH_MS);
+    } catch (error) {
+      if (gone) return;
+      clear(body, failure(error, () => refresh(true)));
+      live.textContent = "";
+    }
+  }
+
+  function draw(run) {
+    const done = run.partitions.filter((p) => p.status === "succeeded").length;
+    clear(body,
+      h("dl", { class: "facts card" },
+        h("dt", {}, "Status"), h("dd", { id: "run-status" }, statusBadge(run.status)),
+        h("dt", {}, "Type"), h("dd", {}, `${run.run_type} (${run.trigger})`),
+        h("dt", {}, "Feed"), h("dd", {}, run.feed),
+        h("dt", {}, "Run id"), h("dd", { class: "mono" }, run.run_id),
+        h("dt", {}, "Started"), h("dd", {}, fmt.date(run.started_at)),
+        h("dt", {}, "Finished"), h("dd", {}, fmt.date(run.finished_at)),
+        h("dt", {}, "Partitions done"), h("dd", { id: "run-partitions-done" }, `${done} of ${run.partitions_total}`),
+        h("dt", {}, "Stones consolidated"), h("dd", { id: "run-consolidated" }, fmt.int(run.consolidated)),
+        h("dt", {}, "Errors"), h("dd", {}, fmt.int(run.errors)),
+        h("dt", {}, "Watermark"), h("dd", {}, fmt.date(run.watermark)),
+        run.failure_reason ? [h("dt", {}, "Failure"), h("dd", { class: "error-text" }, run.failure_reason)] : null),
+      h("p", { class: "links" },
+        h("a", { href: `#/events?run=${run.run_id}` }, "Errors and alerts of this run"),
+        run.status === "failed" && allows("admin")
+          ? [" · ", h("a", { href: `#/retry?run=${run.run_id}` }, "Retry its failed partitions")] : null),
+      run.partitions.length
+        ? table([
+          { label: "Partition", value: (p) => p.partition, class: "num" },
+          { label: "Price per carat", value: (p) => `${fmt.int(p.ppc_from)}–${fmt.int(p.ppc_to)}` },
+          { label: "Estimated", value: (p) => fmt.int(p.estimated), class: "num" },
+          { label: "Pages", value: (p) => fmt.int(p.pages), class: "num" },
+          { label: "Rows fetched", value: (p) => fmt.int(p.rows_fetched), class: "num" },
+          { label: "Rows written", value: (p) => fmt.int(p.rows_written), class: "num" },
+          { label: "Status", value: (p) => statusBadge(p.status) },
+          { label: "Error", value: (p) => fmt.text(p.error), class: "error-text" },
+          { label: "Last progress", value: (p) => fmt.date(p.updated_at) },
+        ], run.partitions, { caption: "Partitions" })
+        : empty("No partitions yet: the run is being planned."));
+  }
+
+  refresh(true);
+}
