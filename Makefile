@@ -5,8 +5,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
+# checkov pins older versions of packages the project uses (packaging, python-dateutil): own virtual environment.
+TOOLS_VENV ?= .venv-tools
+TOOLS_INSTALLED := $(TOOLS_VENV)/.installed
+CHECKOV_SPEC := checkov>=3.2,<4
 
-.PHONY: demo test lint unit install chromium clean
+.PHONY: demo test lint unit install chromium clean deploy-check
 
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +30,11 @@ $(VENDOR)/uPlot.iife.min.js: $(NODE_INSTALLED)
 	mkdir -p $(VENDOR)
 	cp $(UPLOT)/dist/uPlot.iife.min.js $(UPLOT)/dist/uPlot.min.css $(UPLOT)/LICENSE $(VENDOR)/
 
+$(TOOLS_INSTALLED): Makefile
+	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet '$(CHECKOV_SPEC)'
+	@touch $@
+
 install: $(INSTALLED) $(NODE_INSTALLED) $(VENDOR)/uPlot.iife.min.js
 
 # The browser tests drive Debian's Chromium (never a downloaded browser build).
@@ -39,11 +48,17 @@ lint: install
 	$(BIN)/ruff check opus tests bench
 	$(BIN)/mypy opus
 
-test: lint chromium
-	$(BIN)/pytest -p no:cacheprovider
+# Bicep parses, checkov passes offline (accepted findings in docs/deploy.md), parameter files, app settings and
+# workflows agree: tests/deploy.
+deploy-check: install $(TOOLS_INSTALLED)
+	BC_SKIP_MAPPING=TRUE OPUS_CHECKOV=$(TOOLS_VENV)/bin/checkov $(BIN)/pytest tests/deploy -q -p no:cacheprovider
+
+# tests/deploy already ran in deploy-check.
+test: lint deploy-check chromium
+	$(BIN)/pytest -p no:cacheprovider --ignore=tests/deploy
 
 unit: install
 	$(BIN)/pytest tests/unit -q
 
 clean:
-	rm -rf $(VENV) node_modules .state .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS_VENV) node_modules .state .mypy_cache .ruff_cache .pytest_cache

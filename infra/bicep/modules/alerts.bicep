@@ -1,0 +1,169 @@
+// One action group (e-mail) and the three alert rules the operator's guide names.
+
+@description('Azure region of the log alert rules.')
+param location string
+
+param namePrefix string
+
+@description('Who is told.')
+param alertEmail string
+
+param serviceBusId string
+
+param appInsightsId string
+
+@description('Hour (UTC) by which the nightly run must have completed.')
+@minValue(1)
+@maxValue(23)
+param runDeadlineHourUtc int
+
+param tags object = {}
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
+  name: '${namePrefix}-ops'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: take(replace(namePrefix, '-', ''), 12)
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'operator'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+// Any dead-lettered message means a page or a consolidation slice gave up: somebody has to look.
+resource deadLetters 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: '${namePrefix}-dead-letters'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Messages in a dead-letter queue (work-items or consolidate).'
+    severity: 1
+    enabled: true
+    scopes: [
+      serviceBusId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          name: 'deadLettered'
+          criterionType: 'StaticThresholdCriterion'
+          metricNamespace: 'Microsoft.ServiceBus/namespaces'
+          metricName: 'DeadletteredMessages'
+          dimensions: [
+            {
+              name: 'EntityName'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Maximum'
+        }
+      ]
+    }
+    actions: [
+      {
+        actionGroupId: actionGroup.id
+      }
+    ]
+  }
+}
+
+// Failed invocations; client errors of the REST API (4xx) are the callers' business, not a failure.
+resource functionFailures 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: '${namePrefix}-function-failures'
+  location: location
+  tags: tags
+  properties: {
+    displayName: '${namePrefix}: function failures'
+    description: 'A function invocation failed (timer, Service Bus, orchestrator, or an API 5xx).'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: 'requests | where success == false | where not(toint(resultCode) between (400 .. 499)) | summarize failures = count() by operation_Name'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// Evaluated hourly over six hours; it returns a row only in the hour after the deadline, and only when no
+// "run completed" was logged since midnight UTC, so it fires at most once a night.
+var runLateQuery = 'let deadline = startofday(now()) + ${runDeadlineHourUtc}h; let completed = toscalar(traces | where timestamp >= startofday(now()) | where message == "run completed" | count); print completed | where now() >= deadline and now() < deadline + 1h and completed == 0'
+
+resource runLate 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: '${namePrefix}-run-not-completed'
+  location: location
+  tags: tags
+  properties: {
+    displayName: '${namePrefix}: nightly run not completed by ${runDeadlineHourUtc}:00 UTC'
+    description: 'No run completed since midnight UTC by the deadline hour.'
+    severity: 1
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT6H'
+    criteria: {
+      allOf: [
+        {
+          query: runLateQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+output actionGroupId string = actionGroup.id
+output alertRuleNames array = [
+  deadLetters.name
+  functionFailures.name
+  runLate.name
+]
