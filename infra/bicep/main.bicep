@@ -263,17 +263,20 @@ var appSettings = {
   MIN_RECORDS_PER_WORKER: '1000'
   INCREMENTAL_BUFFER_MINUTES: '15'
   RUN_DEADLINE_MINUTES: string((runDeadlineHourUtc - runHourUtc) * 60)
-  PLANNING_TIMEOUT_S: '300'
+  PLANNING_TIMEOUT_S: '120'
+  PARTITION_STALL_S: '900'
   PAGE_ATTEMPTS: string(pageAttempts)
   CLAIM_TTL_SECONDS: '300'
   CONSOLIDATOR_BATCH_SIZE: '2000'
   CONSOLIDATOR_CONCURRENCY: string(consolidatorConcurrency)
   CONSOLIDATOR_SLICE_S: '120'
   MAX_DELETE_FRACTION: '0.5'
-  DELETE_CONFIRM_LIMIT: '500'
+  DELETE_CONFIRM_LIMIT: '50000'
   MAX_DELETE_FLOOR: '100'
   QUEUE_VISIBILITY_TIMEOUT_S: '180'
   QUEUE_MAX_DELIVERIES: string(queueMaxDeliveries)
+  // The local runtime's housekeeping thread; on Azure the housekeeping timer runs it.
+  HOUSEKEEPING_INTERVAL_S: '30'
   SCHEDULE: '0 ${runHourUtc} * * *'
   FULL_RUN_EVERY_DAYS: '7'
   // API.

@@ -135,7 +135,7 @@ def stack_settings(database_url: str, sb: RunningSandbox, cors_origin: str) -> S
         nivoda_password=sb.password, nivoda_rate_limit_per_s=10_000, min_records_per_worker=300, max_workers=4,
         consolidator_batch_size=500, queue_visibility_timeout_s=30, rate_limit_per_minute=100_000,
         # A feed failure fails its partition at once, so that the retry test need not wait out backoffs.
-        nivoda_read_attempts=1, queue_max_deliveries=1,
+        nivoda_read_attempts=1, page_attempts=1,
         cors_origins=cors_origin,
     )
 

@@ -44,7 +44,7 @@ def api(stack: Stack, method: str, path: str, **kwargs: Any) -> Any:
     return response.json()
 
 
-def wait_for_run(stack: Stack, run_id: str, statuses: set[str], timeout_s: float = 60) -> dict[str, Any]:
+def wait_for_run(stack: Stack, run_id: str, statuses: set[str], timeout_s: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         run: dict[str, Any] = api(stack, "GET", f"/analytics/runs/{run_id}")
