@@ -6,7 +6,6 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,27 +45,35 @@ def run_once(
 
 
 def start_or_resume(runtime: LocalRuntime, run_type: RunType) -> str:
-    """A new run, or the feed's active run of the same type, resumed (re-planned if its planner died).
+    """A new run, or the feed's active run of the same type, resumed: a run whose planner died is planned here.
 
-    Another active run type is refused with what to do about it: resuming a run of the other type silently would
-    surprise, and cancelling one is the operator's call.
+    A live planner elsewhere is waited for (at most until its heartbeat would go stale, when this process takes
+    the planning over). Another active run type is refused with what to do about it: resuming a run of the other
+    type silently would surprise, and cancelling one is the operator's call.
     """
     deps = runtime.deps
     expire_overdue_runs(deps)
-    active = active_run(deps, deps.feed.name)
-    if active is None:
-        return schedule_run(deps, runtime.coordinator, run_type, trigger="cli").run_id
-    run_id, kind, status = str(active["run_id"]), str(active["run_type"]), str(active["status"])
-    if kind != run_type.value:
-        raise ConflictError(
-            f"run {run_id} ({kind}, {status}) of feed {deps.feed.name!r} is active: `opus run --{kind}` resumes it, "
-            f"`opus runs cancel {run_id}` cancels it"
-        )
-    if status == RunStatus.PLANNING:
-        with suppress(PlanningTaken):  # a live planner owns it: follow its run
-            plan_run(deps, runtime.coordinator, run_id)
-    logger.info("resuming the active run", extra={"run_id": run_id, "status": status})
-    return run_id
+    give_up_at = time.monotonic() + deps.settings.planning_timeout_s + 10
+    while True:
+        active = active_run(deps, deps.feed.name)
+        if active is None:
+            return schedule_run(deps, runtime.coordinator, run_type, trigger="cli").run_id
+        run_id, kind, status = str(active["run_id"]), str(active["run_type"]), str(active["status"])
+        if kind != run_type.value:
+            raise ConflictError(
+                f"run {run_id} ({kind}, {status}) of feed {deps.feed.name!r} is active: `opus run --{kind}` "
+                f"resumes it, `opus runs cancel {run_id}` cancels it"
+            )
+        if status != RunStatus.PLANNING:
+            logger.info("resuming the active run", extra={"run_id": run_id, "status": status})
+            return run_id
+        try:
+            plan_run(deps, runtime.coordinator, run_id)  # its planner died: plan it here
+            return run_id
+        except PlanningTaken:
+            if time.monotonic() > give_up_at:
+                return run_id
+            time.sleep(1.0)  # a live planner owns it: wait for its plan, or for its heartbeat to lapse
 
 
 def follow_run(

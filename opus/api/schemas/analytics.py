@@ -85,6 +85,10 @@ class Summary(BaseModel):
     by_availability: dict[str, int] = Field(description="Active stones per availability.")
     by_lab_grown: dict[str, int] = Field(description="Active stones, natural (`false`) and lab-grown (`true`).")
     prices: PriceStats = Field(description="Price figures.")
+    stale_records: int = Field(
+        description="Active stones whose latest feed record could not be used: they keep their last good data "
+        "(see `GET /analytics/errors` for why)."
+    )
     last_run: RunOut | None = Field(description="The most recently started run.")
 
 

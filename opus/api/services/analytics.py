@@ -23,6 +23,7 @@ def summary(ctx: ApiContext) -> Row:
             "by_availability": counts(Q.counts_by_availability),
             "by_lab_grown": counts(Q.counts_by_lab_grown),
             "prices": conn.execute(Q.price_stats).fetchone(),
+            "stale_records": int(conn.execute(Q.stale_records).fetchone()["n"]),  # type: ignore[index]
             "last_run": conn.execute(Q.last_run).fetchone(),
         }
 

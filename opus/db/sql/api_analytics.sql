@@ -18,6 +18,10 @@ SELECT count(price) AS priced, count(*) - count(price) AS unpriced,
        coalesce(sum(price), 0) AS total_value
 FROM diamonds WHERE status = 'active'
 
+-- name: stale_records
+-- Active stones whose latest record was malformed (consolidate.sql mark_record_errors); the index covers it.
+SELECT count(*) AS n FROM diamonds WHERE record_error IS NOT NULL AND status = 'active'
+
 -- name: last_run
 SELECT * FROM run_metadata ORDER BY started_at DESC, run_id LIMIT 1
 
