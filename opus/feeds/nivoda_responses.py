@@ -169,10 +169,16 @@ def interpret(
     if status >= 300 or status < 200:
         raise FeedPermanentError(f"{operation}: Nivoda refused the request (HTTP {status}): {detail}")
     if body is None:
+        if not _parses(response):
+            # A success status with a body cut off in transit, or a proxy's maintenance page: the answer was lost,
+            # not refused. JSON of the wrong shape, below, is a real answer and stays permanent.
+            raise FeedTransientError(f"{operation}: HTTP {status} with a body that is not JSON")
         raise FeedPermanentError(f"{operation}: HTTP {status} with a body that is not a JSON object")
     if errors:
         if tolerate_not_found and all(_NOT_FOUND_MESSAGE.search(_message(e)) for e in errors):
             raise NotFound(detail)
+        if all(_is_server_fault(e) for e in errors):
+            raise FeedTransientError(f"{operation}: Nivoda failed while answering: {detail}")
         raise FeedPermanentError(f"{operation}: Nivoda refused the request: {detail}")
     data = body.get("data")
     if not isinstance(data, dict):
@@ -188,6 +194,14 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+def _parses(response: httpx.Response) -> bool:
+    try:
+        response.json()
+    except ValueError:
+        return False
+    return True
+
+
 def _errors(body: dict[str, Any] | None) -> list[Any]:
     errors = body.get("errors") if body is not None else None
     return errors if isinstance(errors, list) else []
@@ -197,6 +211,14 @@ def _message(error: Any) -> str:
     if isinstance(error, dict):
         return str(error.get("message", ""))
     return str(error)
+
+
+# Codes GraphQL servers use for their own failures (as opposed to a query they refuse): worth another try.
+_SERVER_FAULT_CODES = frozenset({"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT", "GATEWAY_TIMEOUT"})
+
+
+def _is_server_fault(error: Any) -> bool:
+    return _code(error) in _SERVER_FAULT_CODES or _message(error).strip().lower() == "internal server error"
 
 
 def _code(error: Any) -> str:

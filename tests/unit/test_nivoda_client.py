@@ -169,6 +169,23 @@ def test_5xx_with_invalid_json_is_transient(status: int) -> None:
     assert not isinstance(caught.value, UnprocessedError)  # it may have been processed
 
 
+@pytest.mark.parametrize("text", ['{"data": {"as": {"diamonds_by_query": {"items": [{"id"', "<html>maintenance</html>"])
+def test_a_success_status_with_a_body_that_is_not_json_is_transient(text: str) -> None:
+    # A body cut off in transit, or a proxy's maintenance page: the answer was lost, not refused.
+    with pytest.raises(FeedTransientError, match="not JSON"):
+        _interpret(httpx.Response(200, text=text))
+
+
+@pytest.mark.parametrize("error", [
+    {"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}},
+    {"message": "upstream timed out", "extensions": {"code": "TIMEOUT"}},
+    {"message": "Internal server error"},
+])
+def test_graphql_errors_that_report_a_server_fault_are_transient(error: dict[str, object]) -> None:
+    with pytest.raises(FeedTransientError):
+        _interpret(httpx.Response(200, json={"data": None, "errors": [error]}))
+
+
 def test_graphql_errors_are_permanent_with_the_server_message() -> None:
     body = {"errors": [{"message": 'Cannot query field "carat" on type "Certificate".'}], "data": None}
     with pytest.raises(FeedPermanentError, match='Cannot query field "carat"'):
@@ -180,7 +197,6 @@ def test_graphql_errors_are_permanent_with_the_server_message() -> None:
 @pytest.mark.parametrize(
     "response",
     [
-        httpx.Response(200, text="<html>maintenance</html>"),
         httpx.Response(200, json=[1, 2]),
         httpx.Response(200, json={"data": None}),
         httpx.Response(200, json={}),
