@@ -103,6 +103,16 @@ def drain(deps: PipelineDeps, run_id: str, feed: str) -> BatchResult:
 
 def consolidate_slice(deps: PipelineDeps, run_id: str, *, chain: int, force: bool = False) -> SliceResult:
     """One bounded slice of work on a run's consolidation; see the module docstring for when a chain ends."""
+    started = time.monotonic()
+    result = _slice(deps, run_id, chain=chain, force=force)
+    logger.info("consolidation slice", extra={
+        "run_id": run_id, "chain": chain, "consolidated": result.consolidated, "errors": result.errors,
+        "status": result.status, "seconds": round(time.monotonic() - started, 3),
+        "continue_after_s": result.continue_after_s})
+    return result
+
+
+def _slice(deps: PipelineDeps, run_id: str, *, chain: int, force: bool) -> SliceResult:
     run = get_run(deps, run_id)
     if run is None:
         logger.warning("consolidation of an unknown run skipped", extra={"run_id": run_id})
