@@ -36,7 +36,7 @@ SELECT * FROM run_metadata WHERE run_id = %(run_id)s
 
 -- name: run_partitions
 SELECT partition, ppc_from, ppc_to, estimated, next_offset, pages, rows_fetched, rows_written, status, error,
-       started_at, finished_at, updated_at
+       attempts, last_error, started_at, finished_at, updated_at
 FROM partition_progress WHERE run_id = %(run_id)s ORDER BY partition
 
 -- name: suppliers

@@ -59,8 +59,9 @@ export function render({ main, id, onLeave }) {
           { label: "Pages", value: (p) => fmt.int(p.pages), class: "num" },
           { label: "Rows fetched", value: (p) => fmt.int(p.rows_fetched), class: "num" },
           { label: "Rows written", value: (p) => fmt.int(p.rows_written), class: "num" },
+          { label: "Attempts", value: (p) => fmt.int(p.attempts), class: "num" },
           { label: "Status", value: (p) => statusBadge(p.status) },
-          { label: "Error", value: (p) => fmt.text(p.error), class: "error-text" },
+          { label: "Error", value: (p) => fmt.text(p.error || p.last_error), class: "error-text" },
           { label: "Last progress", value: (p) => fmt.date(p.updated_at) },
         ], run.partitions, { caption: "Partitions" })
         : empty("No partitions yet: the run is being planned."));
