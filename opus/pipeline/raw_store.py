@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
+from typing import Any, Final
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -33,6 +36,22 @@ def payload_hash(item: JSON) -> str:
     """Content hash of a raw record, independent of key order."""
     canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# orjson reads integers beyond 64 bits as floats, where the standard parser keeps them exact; a run of 19 digits
+# anywhere (a string's digits too, to keep the test a single C scan) sends the payload to the standard parser.
+_LONG_DIGITS: Final = re.compile(r"\d{19}")
+
+
+def parse_payload(text: str) -> Any:
+    """A raw payload read as text (`payload::text`): the same value psycopg's jsonb loader (json.loads) gives,
+    parsed about four times faster."""
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # e.g. a number beyond a double's range, which json.loads reads as inf
+    return json.loads(text)
 
 
 def stone_id_of(item: object) -> str | None:
