@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -39,14 +38,16 @@ def payload_hash(item: JSON) -> str:
 
 
 # orjson reads integers beyond 64 bits as floats, where the standard parser keeps them exact; a run of 19 digits
-# anywhere (a string's digits too, to keep the test a single C scan) sends the payload to the standard parser.
-_LONG_DIGITS: Final = re.compile(r"\d{19}")
+# anywhere (a string's digits too) sends the payload to the standard parser. Tested by mapping every digit to 0 and
+# looking for 19 zeros: two C passes, several times cheaper than a regular expression over a 3 KB payload.
+_DIGITS_TO_ZERO: Final = str.maketrans("123456789", "000000000")
+_LONG_DIGITS: Final = "0" * 19
 
 
 def parse_payload(text: str) -> Any:
     """A raw payload read as text (`payload::text`): the same value psycopg's jsonb loader (json.loads) gives,
     parsed about four times faster."""
-    if _LONG_DIGITS.search(text) is None:
+    if _LONG_DIGITS not in text.translate(_DIGITS_TO_ZERO):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
