@@ -1,29 +1,36 @@
-"""Consolidation throughput: `drain` over 20,000 and 100,000 raw rows in PostgreSQL, then again unchanged.
+"""Consolidation throughput against its two yardsticks, on the same `diamonds` table in the same run.
 
-    .venv/bin/python -m bench.consolidation [--sizes 20000,100000]
+    .venv/bin/python -m bench.consolidation [--sizes 20000,100000] [--replicate N]
 
-For each size: a scratch database, the raw rows (real sandbox items fetched through the Nivoda client) copied
-into `raw_diamonds_nivoda` as pending, a consolidating run; then
-1. the first consolidation (every stone is an insert into `diamonds`), and
-2. a second one after marking every raw row pending again, as a full run does for stones it saw unchanged:
-   the upsert must skip them. Rows actually rewritten are counted twice over: from `pg_stat_user_tables`
-   (n_tup_ins / n_tup_upd deltas) and from `xmin` (rows whose tuple version changed).
-`wal_bytes_per_row` is the server's WAL written during the pass divided by the rows consolidated: a
-cluster-wide counter, so other databases' writes at the same time inflate it. Each pass runs `drain` with the
-default settings (CONSOLIDATOR_BATCH_SIZE 2000, CONSOLIDATOR_CONCURRENCY 2, PG_POOL_MAX; the values used are
-printed under "settings") after VACUUM ANALYZE, so that each pass starts from the same state.
+For each size: a scratch database, the raw rows (real sandbox items fetched through the Nivoda client, or those
+items copied under new stone ids with `--replicate`) copied into `raw_diamonds_nivoda` as pending, a consolidating
+run; then, each from an empty `diamonds` table after VACUUM ANALYZE:
+1. `replaced`: the replaced system's method: map and price in Python, `INSERT ... SELECT FROM unnest(...)
+   ON CONFLICT` in batches of 100, a commit per batch (one connection);
+2. `copy_merge_limit`: rows already mapped, priced and hashed (untimed), then COPY into staging and one
+   `INSERT ... ON CONFLICT`: what the database alone needs to take the rows in;
+3. `first`: `drain`, every stone an insert;
+4. `unchanged`: every raw row marked pending again (what a full run's `mark_seen` does for stones it saw), then
+   `drain` again: it must rewrite nothing. Rows rewritten are counted from `pg_stat_user_tables` and from `xmin`.
+`peak_rss_mb` is this process's resident set, sampled every 10 ms during the pass (the items are not held then).
+`wal_bytes_per_row` is the server's WAL during the pass per row: a cluster-wide counter, others' writes included.
+Each pass runs `drain` with the default settings unless `--concurrency` / `--batch-size` say otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from typing import Any
 
 import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
 
 from bench.common import (
+    DEFAULT_SERVER,
     base_parser,
     bench_settings,
     load_now,
@@ -35,15 +42,28 @@ from bench.common import (
     table_stats,
     wait_for_stats_flush,
 )
+from opus.db.queries import Queries
+from opus.domain.mapping import MAPPING_VERSION, map_nivoda_item
+from opus.domain.models import Diamond
 from opus.local.runtime import LocalRuntime
 from opus.pipeline.consolidator import drain
-from opus.pipeline.raw_store import payload_hash, stone_id_of
+from opus.pipeline.diamond_rows import (
+    BUILT_FROM_COLUMNS,
+    STAGING_COLUMNS,
+    BuiltFrom,
+    load_pricing_engine,
+    rules_version,
+    to_staging_row,
+)
+from opus.pipeline.raw_store import parse_payload, payload_hash, stone_id_of
 
 FEED = "nivoda"
+CONSOLIDATE = Queries("consolidate")
 
 
-def load_raw_rows(url: str, items: list[dict[str, Any]], run_id: str) -> None:
-    """A consolidating full run and its raw rows, all pending, as the page workers would have left them."""
+def load_raw_rows(url: str, items: list[dict[str, Any]], n: int, run_id: str) -> None:
+    """A consolidating full run and `n` raw rows, all pending, as the page workers would have left them. Beyond
+    the fetched items, copies of them under new stone ids (`<id>-c<k>`), streamed, so that no copy is held."""
     with psycopg.connect(url) as conn:
         conn.execute(
             "INSERT INTO run_metadata (run_id, feed, run_type, status, updated_to, deadline_at, partitions_total)"
@@ -51,10 +71,15 @@ def load_raw_rows(url: str, items: list[dict[str, Any]], run_id: str) -> None:
             (run_id, FEED),
         )
         with conn.cursor().copy(
-            "COPY raw_diamonds_nivoda (supplier_stone_id, payload, payload_hash, run_id, seen_run_id) FROM STDIN"
+            "COPY raw_diamonds_nivoda (feed, supplier_stone_id, payload, payload_hash, run_id, seen_run_id)"
+            " FROM STDIN"
         ) as copy:
-            for item in items:
-                copy.write_row((stone_id_of(item), json.dumps(item), payload_hash(item), run_id, run_id))
+            for i in range(n):
+                item = items[i % len(items)]
+                if i >= len(items):
+                    copy_no = i // len(items)
+                    item = item | {"diamond": item["diamond"] | {"id": f"{item['diamond']['id']}-c{copy_no}"}}
+                copy.write_row((FEED, stone_id_of(item), json.dumps(item), payload_hash(item), run_id, run_id))
 
 
 def vacuum(url: str) -> None:
@@ -90,7 +115,8 @@ def consolidate_pass(url: str, run_id: str, settings_overrides: dict[str, Any]) 
     wal_start = wal_position(url)
     settings = bench_settings(url, **settings_overrides)
     load = load_now()
-    with LocalRuntime(settings) as runtime:
+    rss_before = rss_kb()
+    with LocalRuntime(settings) as runtime, RssSampler() as rss:
         started = time.perf_counter()
         result = drain(runtime.deps, run_id, FEED)
         seconds = time.perf_counter() - started
@@ -99,7 +125,9 @@ def consolidate_pass(url: str, run_id: str, settings_overrides: dict[str, Any]) 
     wait_for_stats_flush()
     after = {t: table_stats(url, t) for t in ("diamonds", "raw_diamonds_nivoda")}
     return {
-        "seconds": round(seconds, 2), "consolidated": result.consolidated, "errors": result.errors,
+        "seconds": round(seconds, 2), "consolidated": result.consolidated, "unchanged": result.unchanged,
+        "errors": result.errors, "peak_rss_mb": round(rss.peak_kb / 1024, 1),
+        "rss_before_mb": round(rss_before / 1024, 1),
         "rows_per_s": round(result.consolidated / seconds), "load_at_start": load,
         "diamonds_tuples": stats_delta(before["diamonds"], after["diamonds"]),
         "raw_tuples": stats_delta(before["raw_diamonds_nivoda"], after["raw_diamonds_nivoda"]),
@@ -127,13 +155,130 @@ def rewritten_since_snapshot(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def bench_size(server: str, items: list[dict[str, Any]], overrides: dict[str, Any]) -> dict[str, Any]:
-    n = len(items)
+def prepared_rows(url: str, run_id: str) -> list[tuple[object, ...]]:
+    """Every raw row mapped, priced and hashed, as the consolidator would COPY it (untimed preparation)."""
+    out: list[tuple[object, ...]] = []
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        engine = load_pricing_engine(conn)
+        version = rules_version(conn)
+        with conn.cursor(name="raw") as cur:
+            cur.execute("SELECT payload::text AS payload, payload_hash FROM raw_diamonds_nivoda ORDER BY id")
+            for row in cur:
+                d = map_nivoda_item(parse_payload(row["payload"]), FEED)
+                if isinstance(d, Diamond):
+                    built = BuiltFrom(row["payload_hash"], MAPPING_VERSION, version)
+                    out.append(to_staging_row(d, engine, run_id, built)[0])
+    return out
+
+
+def copy_merge_limit(url: str, run_id: str) -> dict[str, Any]:
+    """COPY of already-prepared rows into staging, then one INSERT ... ON CONFLICT, in one transaction."""
+    rows = prepared_rows(url, run_id)
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        conn.execute(CONSOLIDATE.create_staging)
+        with conn.cursor().copy(CONSOLIDATE.copy_staging) as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.execute(CONSOLIDATE.upsert_from_staging)
+        conn.commit()
+        seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 2), "rows": len(rows), "rows_per_s": round(len(rows) / seconds)}
+
+
+def replaced_method(url: str, run_id: str, batch: int = 100) -> dict[str, Any]:
+    """The replaced system: read, map and price in Python; `INSERT ... SELECT FROM unnest(...) ON CONFLICT` of
+    `batch` rows at a time, committed one by one."""
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        types = {r["column_name"]: r["data_type"] for r in conn.execute(
+            "SELECT column_name, CASE WHEN data_type = 'ARRAY' THEN udt_name ELSE data_type END AS data_type"
+            " FROM information_schema.columns WHERE table_name = 'diamonds'")}
+    columns = [c for c in STAGING_COLUMNS if c not in BUILT_FROM_COLUMNS]
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    arrays = sql.SQL(", ").join(
+        sql.SQL("{}::{}[]").format(sql.Placeholder(), sql.SQL(types[c])) for c in columns)
+    updates = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns[2:])
+    statement = sql.SQL(
+        "INSERT INTO diamonds ({names}) SELECT * FROM unnest({arrays}) "
+        "ON CONFLICT (feed, supplier_stone_id) DO UPDATE SET {updates}, updated_at = now()"
+    ).format(names=names, arrays=arrays, updates=updates)
+    keep = [STAGING_COLUMNS.index(c) for c in columns]
+    written = 0
+    started = time.perf_counter()
+    with psycopg.connect(url, row_factory=dict_row) as read, psycopg.connect(url) as write:
+        engine = load_pricing_engine(read)
+        with read.cursor(name="raw") as cur:
+            cur.execute("SELECT payload FROM raw_diamonds_nivoda ORDER BY id")
+            pending: dict[str, tuple[object, ...]] = {}
+            for row in cur:
+                d = map_nivoda_item(row["payload"], FEED)
+                if isinstance(d, Diamond):
+                    staging = to_staging_row(d, engine, run_id)[0]
+                    pending[d.supplier_stone_id] = tuple(staging[i] for i in keep)
+                if len(pending) == batch:
+                    written += _insert_unnest(write, statement, list(pending.values()))
+                    pending = {}
+            if pending:
+                written += _insert_unnest(write, statement, list(pending.values()))
+    seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 2), "rows": written, "rows_per_s": round(written / seconds),
+            "batch": batch}
+
+
+def _insert_unnest(conn: psycopg.Connection[Any], statement: sql.Composed, rows: list[tuple[object, ...]]) -> int:
+    conn.execute(statement, [list(col) for col in zip(*rows, strict=True)])
+    conn.commit()
+    return len(rows)
+
+
+class RssSampler:
+    """The peak resident set of this process, sampled by a thread (VmRSS of /proc/self/status)."""
+
+    def __init__(self) -> None:
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak_kb = max(self.peak_kb, rss_kb())
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def empty_diamonds(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("TRUNCATE diamonds CASCADE")
+        conn.execute("UPDATE raw_diamonds_nivoda SET pending = true, claimed_by = NULL, claimed_until = NULL")
+    vacuum(url)
+
+
+def bench_size(server: str, items: list[dict[str, Any]], n: int, overrides: dict[str, Any]) -> dict[str, Any]:
     with scratch_database(server, f"consolidate_{n}") as url:
         run_id = str(uuid.uuid4())
         log(f"{n} rows: loading raw rows")
-        load_raw_rows(url, items, run_id)
+        load_raw_rows(url, items, n, run_id)
         vacuum(url)
+        log(f"{n} rows: the replaced method")
+        replaced = replaced_method(url, run_id)
+        empty_diamonds(url)
+        log(f"{n} rows: the COPY-merge limit")
+        limit = copy_merge_limit(url, run_id)
+        empty_diamonds(url)
         log(f"{n} rows: first consolidation")
         first = consolidate_pass(url, run_id, overrides)
         mark_all_pending(url)
@@ -142,7 +287,21 @@ def bench_size(server: str, items: list[dict[str, Any]], overrides: dict[str, An
         log(f"{n} rows: second consolidation, nothing changed")
         second = consolidate_pass(url, run_id, overrides)
         second["rows_rewritten_by_xmin"] = rewritten_since_snapshot(url)
-    return {"raw_rows": n, "first (all inserts)": first, "second (nothing changed)": second}
+    ratios = {
+        "first_vs_replaced": round(first["rows_per_s"] / replaced["rows_per_s"], 2),
+        "first_vs_copy_merge_limit": round(first["rows_per_s"] / limit["rows_per_s"], 2),
+        "unchanged_vs_first": round(second["rows_per_s"] / first["rows_per_s"], 2),
+    }
+    return {"raw_rows": n, "replaced": replaced, "copy_merge_limit": limit, "first (all inserts)": first,
+            "second (nothing changed)": second, "ratios": ratios}
+
+
+def run(scale: int, overrides: dict[str, Any] | None = None, server: str = DEFAULT_SERVER) -> dict[str, Any]:
+    """The figures for `scale` raw rows (sandbox items, copied under new ids beyond 100,000)."""
+    fetch = min(scale, 100_000)
+    with sandbox_items(fetch) as fetched:
+        items = fetched.items
+    return bench_size(server, items, scale, overrides or {})
 
 
 def main() -> None:
@@ -150,6 +309,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="20000,100000", help="comma-separated raw row counts")
     parser.add_argument("--concurrency", type=int, default=None, help="CONSOLIDATOR_CONCURRENCY (default: 2)")
     parser.add_argument("--batch-size", type=int, default=None, help="CONSOLIDATOR_BATCH_SIZE (default: 2000)")
+    parser.add_argument("--fetch", type=int, default=100_000,
+                        help="items fetched from the sandbox; larger sizes reuse them under new stone ids")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     overrides: dict[str, Any] = {}
@@ -158,13 +319,14 @@ def main() -> None:
     if args.batch_size:
         overrides["consolidator_batch_size"] = args.batch_size
 
-    log(f"fetching {sizes[-1]} items from a sandbox through the Nivoda client")
-    with sandbox_items(sizes[-1]) as fetched:
+    fetch = min(sizes[-1], args.fetch)
+    log(f"fetching {fetch} items from a sandbox through the Nivoda client")
+    with sandbox_items(fetch) as fetched:
         items = fetched.items
     log(f"fetched in {fetched.seconds:.1f} s ({fetched.ms_per_page:.1f} ms per page)")
-    figures: dict[str, Any] = {"settings": overrides or "defaults", "sizes": {}}
+    figures: dict[str, Any] = {"settings": overrides or "defaults", "fetched_items": fetch, "sizes": {}}
     for n in sizes:
-        figures["sizes"][str(n)] = bench_size(args.server, items[:n], overrides)
+        figures["sizes"][str(n)] = bench_size(args.server, items, n, overrides)
     report("consolidation", figures, args.json_out)
 
 

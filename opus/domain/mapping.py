@@ -35,6 +35,10 @@ from typing import Any, Final, TypeGuard
 
 from opus.domain.models import CENT, Availability, Diamond
 
+# Bump on any change to what a record maps to. Every diamonds row records the version it was built with, and
+# consolidation rebuilds the rows built with another one, unchanged payloads included.
+MAPPING_VERSION: Final = 1
+
 CARAT_QUANTUM: Final = Decimal("0.001")
 MEASUREMENT_QUANTUM: Final = Decimal("0.01")
 # Bounds keep values inside the database's numeric columns (money is numeric(12, 2)).

@@ -17,19 +17,21 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from opus.db.pool import Connection
 from opus.db.queries import Queries
-from opus.domain.mapping import MappingError, map_nivoda_item
+from opus.domain.mapping import MAPPING_VERSION, MappingError, map_nivoda_item
 from opus.domain.models import ConsolidateMessage, Diamond, RunStatus, RunType
 from opus.errors import FeedTransientError
 from opus.pipeline.deletions import confirm_unseen
 from opus.pipeline.deps import PipelineDeps
-from opus.pipeline.diamond_rows import load_pricing_engine, to_staging_row
+from opus.pipeline.diamond_rows import BuiltFrom, load_pricing_engine, rules_version, to_staging_row
 from opus.pipeline.finalize import finalize
 from opus.pipeline.outcomes import Outcome, backoff_s
+from opus.pipeline.raw_store import parse_payload
 from opus.pipeline.runs import get_run
 from opus.ports import CONSOLIDATE_QUEUE, JSON
 
@@ -45,8 +47,9 @@ _WAIT_MIN_S, _WAIT_MAX_S = 0.5, 10.0
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    consolidated: int
+    consolidated: int  # rows processed: rebuilt, or released because their diamond was already built from them
     errors: int
+    unchanged: int = 0  # of `consolidated`, rows released unread
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +93,17 @@ def drain(deps: PipelineDeps, run_id: str, feed: str) -> BatchResult:
     base = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def claimant(i: int) -> BatchResult:
-        consolidated = errors = 0
+        consolidated = errors = unchanged = 0
         while (batch := consolidate_batch(deps, run_id, feed, f"{base}:{i}")) is not None:
             consolidated, errors = consolidated + batch.consolidated, errors + batch.errors
-        return BatchResult(consolidated, errors)
+            unchanged += batch.unchanged
+        return BatchResult(consolidated, errors, unchanged)
 
     workers = deps.settings.consolidator_concurrency
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="consolidate") as pool:
         results = list(pool.map(claimant, range(workers)))
-    return BatchResult(sum(r.consolidated for r in results), sum(r.errors for r in results))
+    return BatchResult(sum(r.consolidated for r in results), sum(r.errors for r in results),
+                       sum(r.unchanged for r in results))
 
 
 def consolidate_slice(deps: PipelineDeps, run_id: str, *, chain: int, force: bool = False) -> SliceResult:
@@ -147,58 +152,92 @@ def _slice(deps: PipelineDeps, run_id: str, *, chain: int, force: bool) -> Slice
 
 
 def consolidate_batch(deps: PipelineDeps, run_id: str, feed: str, claimant: str) -> BatchResult | None:
-    """Claim, map, price and upsert one batch of the feed's pending rows; None when nothing was claimable."""
+    """Claim, map, price and upsert one batch of the feed's pending rows; None when nothing was claimable.
+
+    Rows whose diamond was built from the same payload, mapping and rules are released by the claim itself and
+    counted as consolidated (`unchanged`): nothing of them is read, parsed or written to `diamonds`.
+    """
     settings = deps.settings
     with deps.db.transaction() as conn:
         claimed = conn.execute(
-            RAW.claim_batch,
+            RAW.claim_built_or_batch,
             {"claimant": claimant, "feed": feed, "now": deps.clock.now(), "ttl_s": settings.claim_ttl_seconds,
-             "limit": settings.consolidator_batch_size},
+             "limit": settings.consolidator_batch_size, "mapping_version": MAPPING_VERSION},
         ).fetchall()
     if not claimed:
         return None
-    mapped: dict[tuple[str, str], Diamond] = {}
-    failures: list[tuple[dict[str, object], MappingError]] = []
-    for row in sorted(claimed, key=lambda r: r["id"]):
-        result = map_nivoda_item(row["payload"], feed)
-        if isinstance(result, MappingError):
-            failures.append((row, result))
-        else:
-            mapped[(result.feed, result.supplier_stone_id)] = result  # duplicates in a batch: the latest wins
+    to_build = [row for row in claimed if row["payload"] is not None]
+    unchanged = len(claimed) - len(to_build)
+    mapped, failures = _map_claimed(to_build, feed)
+    written = 0
     with deps.db.transaction() as conn:
-        # Rules are read and applied under a share lock: a rule change (which reprices set-based) waits for
-        # this batch, and this batch waits for it, so stale prices can never overwrite fresh ones.
-        conn.execute(SQL.lock_rules)
-        engine = load_pricing_engine(conn)
-        rows = [to_staging_row(d, engine, run_id) for d in mapped.values()]
+        if to_build:
+            written = _write_batch(conn, run_id, mapped)
+            conn.execute(RAW.release_batch, {"ids": [r["id"] for r in to_build], "claimant": claimant})
+            _record_failures(conn, run_id, feed, failures)
+        conn.execute(RUNS.count_consolidated,
+                     {"run_id": run_id, "consolidated": written + unchanged, "errors": len(failures)})
+    return BatchResult(written + unchanged, len(failures), unchanged)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    supplier_stone_id: str
+    payload: object
+    error: MappingError
+
+
+def _map_claimed(rows: list[dict[str, Any]], feed: str) -> tuple[dict[tuple[str, str], tuple[Diamond, str]],
+                                                                 list[_Failure]]:
+    """Mapped stones keyed as `diamonds` is, each with the hash of the payload it came from; and the failures."""
+    mapped: dict[tuple[str, str], tuple[Diamond, str]] = {}
+    failures: list[_Failure] = []
+    for row in sorted(rows, key=lambda r: r["id"]):
+        item = parse_payload(row["payload"])
+        result = map_nivoda_item(item, feed)
+        if isinstance(result, MappingError):
+            failures.append(_Failure(row["supplier_stone_id"], item, result))
+        else:
+            # duplicates in a batch: the latest wins
+            mapped[(result.feed, result.supplier_stone_id)] = (result, row["payload_hash"])
+    return mapped, failures
+
+
+def _write_batch(conn: Connection, run_id: str, mapped: dict[tuple[str, str], tuple[Diamond, str]]) -> int:
+    """Price and upsert the mapped stones; returns how many were written (or found already up to date)."""
+    # Rules are read and applied under a share lock: a rule change (which reprices set-based) waits for
+    # this batch, and this batch waits for it, so stale prices can never overwrite fresh ones. The rules'
+    # version is read under the same lock, so the version a row records is the one its price came from.
+    conn.execute(SQL.lock_rules)
+    engine = load_pricing_engine(conn)
+    version = rules_version(conn)
+    rows = [to_staging_row(d, engine, run_id, BuiltFrom(payload_hash, MAPPING_VERSION, version))
+            for d, payload_hash in mapped.values()]
+    if rows:
         conn.execute(SQL.create_staging)
         with conn.cursor().copy(SQL.copy_staging) as copy:
             for staging_row, _priced in rows:
                 copy.write_row(staging_row)
         conn.execute(SQL.upsert_from_staging)
-        conn.execute(RAW.release_batch, {"ids": [r["id"] for r in claimed], "claimant": claimant})
-        _record_failures(conn, run_id, feed, failures)
-        conn.execute(RUNS.count_consolidated, {"run_id": run_id, "consolidated": len(rows), "errors": len(failures)})
     unpriced = sum(not priced for _row, priced in rows)
     if unpriced:
         logger.warning("diamonds matched no pricing rule", extra={"run_id": run_id, "count": unpriced})
-    return BatchResult(len(rows), len(failures))
+    return len(rows)
 
 
-def _record_failures(conn: Connection, run_id: str, feed: str,
-                     failures: list[tuple[dict[str, object], MappingError]]) -> None:
+def _record_failures(conn: Connection, run_id: str, feed: str, failures: list[_Failure]) -> None:
     """Each failure goes to error_logs; a stone we already list keeps its last good data, marked as stale."""
     if not failures:
         return
-    for row, error in failures:
+    for failure in failures:
         conn.execute(
             RUNS.insert_error,
-            {"run_id": run_id, "feed": feed, "source": "mapping", "supplier_stone_id": row["supplier_stone_id"],
-             "field": error.field, "message": str(error), "payload": Jsonb(row["payload"])},
+            {"run_id": run_id, "feed": feed, "source": "mapping", "supplier_stone_id": failure.supplier_stone_id,
+             "field": failure.error.field, "message": str(failure.error), "payload": Jsonb(failure.payload)},
         )
     conn.execute(SQL.mark_record_errors, {
-        "feed": feed, "stone_ids": [str(row["supplier_stone_id"]) for row, _e in failures],
-        "messages": [str(error) for _row, error in failures],
+        "feed": feed, "stone_ids": [str(f.supplier_stone_id) for f in failures],
+        "messages": [str(f.error) for f in failures],
     })
     logger.warning("records could not be mapped", extra={"run_id": run_id, "count": len(failures)})
 

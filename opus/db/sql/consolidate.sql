@@ -5,7 +5,8 @@ CREATE TEMP TABLE diamonds_staging ON COMMIT DROP AS
 SELECT feed, supplier_stone_id, offer_id, shape, carats, color, clarity, cut, polish, symmetry, fluorescence,
        fancy_color, fancy_intensity, fancy_overtone, lab, certificate_number, lab_grown, length_mm, width_mm,
        depth_mm, depth_pct, table_pct, eye_clean, availability, hold_id, image_url, video_url, certificate_url,
-       supplier_id, supplier_name, feed_price, price, markup_ratio, pricing_rule_id, rating, content_hash, run_id
+       supplier_id, supplier_name, feed_price, price, markup_ratio, pricing_rule_id, rating, content_hash, run_id,
+       payload_hash, mapping_version, rules_version
 FROM diamonds WITH NO DATA
 
 -- name: copy_staging
@@ -14,7 +15,7 @@ COPY diamonds_staging (feed, supplier_stone_id, offer_id, shape, carats, lab_gro
     clarity, cut, polish, symmetry, fluorescence, fancy_color, fancy_intensity, fancy_overtone, lab,
     certificate_number, length_mm, width_mm, depth_mm, depth_pct, table_pct, eye_clean, hold_id, image_url,
     video_url, certificate_url, supplier_id, supplier_name, price, markup_ratio, pricing_rule_id, rating,
-    content_hash, run_id) FROM STDIN
+    content_hash, run_id, payload_hash, mapping_version, rules_version) FROM STDIN
 
 -- name: upsert_from_staging
 -- A row whose content did not change (same hash, still active) is not rewritten.
@@ -22,11 +23,12 @@ INSERT INTO diamonds AS d (feed, supplier_stone_id, offer_id, shape, carats, col
     symmetry, fluorescence, fancy_color, fancy_intensity, fancy_overtone, lab, certificate_number, lab_grown,
     length_mm, width_mm, depth_mm, depth_pct, table_pct, eye_clean, availability, hold_id, image_url, video_url,
     certificate_url, supplier_id, supplier_name, feed_price, price, markup_ratio, pricing_rule_id, rating,
-    content_hash, run_id)
+    content_hash, run_id, payload_hash, mapping_version, rules_version)
 SELECT feed, supplier_stone_id, offer_id, shape, carats, color, clarity, cut, polish, symmetry, fluorescence,
        fancy_color, fancy_intensity, fancy_overtone, lab, certificate_number, lab_grown, length_mm, width_mm,
        depth_mm, depth_pct, table_pct, eye_clean, availability, hold_id, image_url, video_url, certificate_url,
-       supplier_id, supplier_name, feed_price, price, markup_ratio, pricing_rule_id, rating, content_hash, run_id
+       supplier_id, supplier_name, feed_price, price, markup_ratio, pricing_rule_id, rating, content_hash, run_id,
+       payload_hash, mapping_version, rules_version
 FROM diamonds_staging
 ON CONFLICT (feed, supplier_stone_id) DO UPDATE SET
     offer_id = EXCLUDED.offer_id, shape = EXCLUDED.shape, carats = EXCLUDED.carats, color = EXCLUDED.color,
@@ -41,11 +43,16 @@ ON CONFLICT (feed, supplier_stone_id) DO UPDATE SET
     supplier_id = EXCLUDED.supplier_id, supplier_name = EXCLUDED.supplier_name,
     feed_price = EXCLUDED.feed_price, price = EXCLUDED.price, markup_ratio = EXCLUDED.markup_ratio,
     pricing_rule_id = EXCLUDED.pricing_rule_id, rating = EXCLUDED.rating, content_hash = EXCLUDED.content_hash,
-    run_id = EXCLUDED.run_id, status = 'active', deleted_at = NULL, record_error = NULL, record_error_at = NULL,
+    run_id = EXCLUDED.run_id, payload_hash = EXCLUDED.payload_hash, mapping_version = EXCLUDED.mapping_version,
+    rules_version = EXCLUDED.rules_version, status = 'active', deleted_at = NULL, record_error = NULL, record_error_at = NULL,
     updated_at = now()
 -- Unchanged rows are not rewritten. "Unchanged" compares everything the row holds: the mapped content by its hash,
--- and the price fields by value, because set-based repricing (a rule change) writes those without the hash.
+-- and the price fields by value, because set-based repricing (a rule change) writes those without the hash; and
+-- what the row was built from, so that a stone rebuilt to the same content is not rebuilt again on the next run.
 WHERE d.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+   OR d.payload_hash IS DISTINCT FROM EXCLUDED.payload_hash
+   OR d.mapping_version IS DISTINCT FROM EXCLUDED.mapping_version
+   OR d.rules_version IS DISTINCT FROM EXCLUDED.rules_version
    OR d.price IS DISTINCT FROM EXCLUDED.price
    OR d.markup_ratio IS DISTINCT FROM EXCLUDED.markup_ratio
    OR d.pricing_rule_id IS DISTINCT FROM EXCLUDED.pricing_rule_id
@@ -55,6 +62,10 @@ WHERE d.content_hash IS DISTINCT FROM EXCLUDED.content_hash
 
 -- name: lock_rules
 LOCK TABLE pricing_rules IN SHARE MODE
+
+-- name: rules_version
+-- Read under `lock_rules`, with the rules themselves: the version recorded on a row is the one its price came from.
+SELECT last_value AS version FROM pricing_rules_version
 
 -- name: active_rules
 SELECT id, name, priority, feed, shapes, carat_min, carat_max, lab_grown, feed_price_min, feed_price_max,
