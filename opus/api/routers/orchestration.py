@@ -1,0 +1,48 @@
+"""The Durable orchestration of a run (read scope): what the Functions runtime reports for its instance.
+
+Only a deployment whose runs are orchestrated has one: its PipelineControl also reads orchestration statuses
+(`OrchestrationStatusReader`); elsewhere the route answers 503.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Protocol, runtime_checkable
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel, Field
+
+from opus.api.context import ApiContext, get_context
+from opus.api.errors import ApiError
+from opus.api.schemas.common import error_responses
+from opus.api.security import READ
+
+router = APIRouter(tags=["operations"], dependencies=[Depends(READ)])
+Ctx = Annotated[ApiContext, Depends(get_context)]
+
+
+@runtime_checkable
+class OrchestrationStatusReader(Protocol):
+    def orchestration_status(self, run_id: str) -> str | None:
+        """The runtime status of the run's orchestration, or None when the run has none."""
+        ...
+
+
+class OrchestrationOut(BaseModel):
+    run_id: UUID
+    runtime_status: str = Field(description="As the Durable runtime reports it: Pending, Running, Completed, "
+                                            "Failed, Terminated ...")
+
+
+@router.get("/runs/{run_id}/orchestration", response_model=OrchestrationOut, responses=error_responses(404, 503),
+            summary="A run's orchestration",
+            description="The runtime status of the Durable orchestration that counts the run's partitions. 404 when "
+            "the run has no orchestration, 503 where runs are not orchestrated (one machine).")
+def orchestration(ctx: Ctx, run_id: Annotated[UUID, Path(description="The run's id.")]) -> OrchestrationOut:
+    control = ctx.require_control()
+    if not isinstance(control, OrchestrationStatusReader):
+        raise ApiError(503, "runs are not orchestrated in this deployment", code="orchestration_unavailable")
+    status = control.orchestration_status(str(run_id))
+    if status is None:
+        raise ApiError(404, f"run {run_id} has no orchestration")
+    return OrchestrationOut(run_id=run_id, runtime_status=status)
