@@ -97,7 +97,9 @@ Hook = Callable[[DeliveredMessage, int], None]
 class Conveyor:
     stack: AzureStack
     before_invocation: Hook | None = None  # called before each invocation, e.g. to plan a fault
-    duplicate_once: set[str] = field(default_factory=set)  # message ids delivered a second time after success
+    # Asked after each successful invocation: deliver this message once more (its lock was lost meanwhile)?
+    duplicate: Callable[[DeliveredMessage], bool] = lambda _message: False
+    duplicated: list[str] = field(default_factory=list)
     invocations: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[str, int, str]] = field(default_factory=list)  # (message id, delivery count, error)
     dead_lettered: list[DeliveredMessage] = field(default_factory=list)
@@ -137,7 +139,7 @@ class Conveyor:
             else:
                 self._redeliver.append((message, count + 1))
             return
-        if message.message_id in self.duplicate_once:
+        if message.message_id not in self.duplicated and self.duplicate(message):
             # The lock was lost while the function ran: Service Bus hands the completed message out again.
-            self.duplicate_once.discard(message.message_id)
+            self.duplicated.append(message.message_id)
             self._redeliver.append((message, count + 1))
