@@ -20,6 +20,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
@@ -30,6 +31,7 @@ from durable_host import DurableHost
 import function_app
 from opus.adapters.blob_watermark import BlobWatermarkStore
 from opus.azure.runtime import AzureRuntime
+from opus.config import Settings
 from opus.ports import CONSOLIDATE_QUEUE, WORK_QUEUE
 from opus.testing.fakes import SteppableClock
 from opus.testing.servicebus_double import DeliveredMessage, RecordingServiceBusClient
@@ -39,6 +41,11 @@ REGISTERED = function_app.app.get_functions()
 FUNCTIONS = {f.get_function_name(): f for f in REGISTERED}
 # Service Bus's default maxDeliveryCount: after that many failed deliveries a message is dead-lettered.
 MAX_DELIVERIES = 10
+
+
+def stepped_now() -> SteppableClock:
+    """A clock at the current second, so that the sandbox's stones (created up to now) fall inside a run's window."""
+    return SteppableClock(datetime.now(UTC).replace(microsecond=0))
 
 
 def user_function(name: str) -> Any:
@@ -90,6 +97,7 @@ class AzureStack:
         return self.servicebus.deliver(queue)
 
 
+StackFactory = Callable[[Settings, SteppableClock], AzureStack]
 Hook = Callable[[DeliveredMessage, int], None]
 
 

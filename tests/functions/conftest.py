@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from azure_stack import AzureStack, user_function  # noqa: E402
+from azure_stack import AzureStack, StackFactory, user_function  # noqa: E402
 from durable_host import DurableHost  # noqa: E402
 
 from opus.adapters.blob_watermark import BlobWatermarkStore  # noqa: E402
@@ -43,17 +42,9 @@ def azurite_blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield connection
 
 
-def stepped_now() -> SteppableClock:
-    """A clock at the current second, so that the sandbox's stones (created up to now) fall inside a run's window."""
-    return SteppableClock(datetime.now(UTC).replace(microsecond=0))
-
-
-StackFactory = Callable[[Settings, SteppableClock], AzureStack]
-
-
 @pytest.fixture
-def azure_stack(db: Database, azurite_blob: str) -> Iterator[StackFactory]:
-    """`azure_stack(settings, clock)`: the runtime built from test parts and installed for the functions."""
+def make_stack(db: Database, azurite_blob: str) -> Iterator[StackFactory]:
+    """`make_stack(settings, clock)`: the runtime built from test parts and installed for the functions."""
     made: list[tuple[AzureStack, NivodaClient, AzureRuntime | None]] = []
 
     def make(settings: Settings, clock: SteppableClock) -> AzureStack:

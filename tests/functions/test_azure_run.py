@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 from azure.servicebus.exceptions import ServiceBusConnectionError
-from azure_stack import AzureStack, Conveyor
-from conftest import StackFactory, stepped_now
+from azure_stack import AzureStack, Conveyor, StackFactory, stepped_now
 
 from opus.api.keys import create_key
 from opus.config import load_settings
@@ -51,13 +50,13 @@ def sandbox(clock: SteppableClock) -> Iterator[RunningSandbox]:
 
 
 @pytest.fixture
-def stack(azure_stack: StackFactory, database_url: str, sandbox: RunningSandbox, clock: SteppableClock) -> AzureStack:
+def stack(make_stack: StackFactory, database_url: str, sandbox: RunningSandbox, clock: SteppableClock) -> AzureStack:
     settings = load_settings(
         database_url=database_url, nivoda_endpoint=sandbox.endpoint, nivoda_username=sandbox.username,
         nivoda_password=sandbox.password, nivoda_rate_limit_per_s=10_000, min_records_per_worker=400,
         max_workers=4, worker_page_size=50, consolidator_batch_size=500, consolidator_concurrency=2,
     )
-    return azure_stack(settings, clock)
+    return make_stack(settings, clock)
 
 
 def run_row(db: Database, run_id: str) -> dict[str, Any]:

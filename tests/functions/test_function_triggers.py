@@ -9,8 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from azure_stack import AzureStack, Conveyor, user_function
-from conftest import StackFactory, stepped_now
+from azure_stack import AzureStack, Conveyor, StackFactory, stepped_now, user_function
 
 from opus.api.keys import create_key
 from opus.azure.triggers import MessageGivenUp
@@ -53,8 +52,8 @@ def settings_for(database_url: str, sb: RunningSandbox, **overrides: Any) -> Set
 
 
 @pytest.fixture
-def stack(azure_stack: StackFactory, database_url: str, sandbox: RunningSandbox, clock: SteppableClock) -> AzureStack:
-    return azure_stack(settings_for(database_url, sandbox), clock)
+def stack(make_stack: StackFactory, database_url: str, sandbox: RunningSandbox, clock: SteppableClock) -> AzureStack:
+    return make_stack(settings_for(database_url, sandbox), clock)
 
 
 def one_row(db: Database, query: str, *params: Any) -> dict[str, Any]:
@@ -98,9 +97,9 @@ def test_the_nightly_timer_plans_a_run_and_starts_its_orchestration_before_enque
 
 
 def test_the_housekeeping_timer_fails_a_run_past_its_deadline(
-    azure_stack: StackFactory, database_url: str, sandbox: RunningSandbox, clock: SteppableClock, db: Database
+    make_stack: StackFactory, database_url: str, sandbox: RunningSandbox, clock: SteppableClock, db: Database
 ) -> None:
-    stack = azure_stack(settings_for(database_url, sandbox, run_deadline_minutes=1), clock)
+    stack = make_stack(settings_for(database_url, sandbox, run_deadline_minutes=1), clock)
     run_id = scheduled_run(stack, db)
     clock.advance(61)
 
@@ -165,10 +164,10 @@ def test_a_message_that_can_never_succeed_raises_so_that_it_is_dead_lettered(sta
 
 # --- Service Bus: consolidation ------------------------------------------------------------------------------------
 def test_a_consolidate_message_consolidates_one_slice_and_sends_the_next_link(
-    azure_stack: StackFactory, database_url: str, sandbox: RunningSandbox, clock: SteppableClock, db: Database
+    make_stack: StackFactory, database_url: str, sandbox: RunningSandbox, clock: SteppableClock, db: Database
 ) -> None:
     # A slice ends after its first batch: each message consolidates one batch, then continues.
-    stack = azure_stack(settings_for(database_url, sandbox, consolidator_slice_s=0.001), clock)
+    stack = make_stack(settings_for(database_url, sandbox, consolidator_slice_s=0.001), clock)
     run_id = scheduled_run(stack, db)
     Conveyor(stack).run_until(lambda: run_status(db, run_id) == "consolidating", queues=(WORK_QUEUE,))
     (first,) = stack.due(CONSOLIDATE_QUEUE)

@@ -29,7 +29,9 @@ class OrchestrationStatusReader(Protocol):
 
 
 class OrchestrationOut(BaseModel):
-    run_id: UUID
+    """A run's Durable orchestration (instance id = run id) and its runtime status."""
+
+    run_id: UUID = Field(description="The run, and the orchestration's instance id.")
     runtime_status: str = Field(description="As the Durable runtime reports it: Pending, Running, Completed, "
                                             "Failed, Terminated ...")
 
