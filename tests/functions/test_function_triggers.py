@@ -10,15 +10,18 @@ from typing import Any
 
 import pytest
 from azure_stack import AzureStack, Conveyor, StackFactory, stepped_now, user_function
+from fastapi.testclient import TestClient
 
+from opus.api.app import create_app
 from opus.api.keys import create_key
 from opus.azure.triggers import MessageGivenUp
 from opus.config import Settings, load_settings
 from opus.db.pool import Database
+from opus.pipeline.control import RunControl
 from opus.ports import CONSOLIDATE_QUEUE, WORK_QUEUE
 from opus.sandbox.inventory import Inventory
 from opus.sandbox.runner import RunningSandbox, run_sandbox
-from opus.testing.fakes import SteppableClock
+from opus.testing.fakes import RecordingCoordinator, SteppableClock
 from opus.testing.servicebus_double import DeliveredMessage
 
 pytestmark = [
@@ -256,3 +259,18 @@ def test_a_completed_run_publishes_its_watermark_to_blob_storage(stack: AzureSta
     updated_to = one_row(db, "SELECT updated_to FROM run_metadata WHERE run_id = %s", run_id)["updated_to"]
     assert stack.watermarks.get("nivoda") == updated_to
     assert stack.clock.now() - updated_to < timedelta(hours=1)
+
+
+def test_where_runs_are_not_orchestrated_the_route_finds_no_orchestration(
+    stack: AzureStack, db: Database
+) -> None:
+    # The one-machine API: its control is a plain RunControl, which reads no orchestration statuses.
+    deps = stack.runtime.deps
+    app = create_app(db=db, settings=deps.settings, feed=None, control=RunControl(deps, RecordingCoordinator()))
+    reader = {"X-API-Key": create_key(db, "reader", "read")}
+
+    with TestClient(app) as client:
+        response = client.get("/api/v2/runs/00000000-0000-4000-8000-000000000000/orchestration", headers=reader)
+
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == "runs are not orchestrated in this deployment"

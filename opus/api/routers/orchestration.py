@@ -1,7 +1,8 @@
 """The Durable orchestration of a run (read scope): what the Functions runtime reports for its instance.
 
 Only a deployment whose runs are orchestrated has one: its PipelineControl also reads orchestration statuses
-(`OrchestrationStatusReader`); elsewhere the route answers 503.
+(`OrchestrationStatusReader`). Elsewhere (one machine) no run has an orchestration, so the route answers 404,
+like it does for a run without one: nothing is unavailable, there is nothing to show.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ class OrchestrationOut(BaseModel):
 
 @router.get("/runs/{run_id}/orchestration", response_model=OrchestrationOut, responses=error_responses(404, 503),
             summary="A run's orchestration",
-            description="The runtime status of the Durable orchestration that counts the run's partitions. 404 when "
-            "the run has no orchestration, 503 where runs are not orchestrated (one machine).")
+            description="The runtime status of the Durable orchestration that counts the run's partitions (on Azure). "
+            "404 when the run has none, as every run where runs are not orchestrated (one machine).")
 def orchestration(ctx: Ctx, run_id: Annotated[UUID, Path(description="The run's id.")]) -> OrchestrationOut:
     control = ctx.require_control()
     if not isinstance(control, OrchestrationStatusReader):
-        raise ApiError(503, "runs are not orchestrated in this deployment", code="orchestration_unavailable")
+        raise ApiError(404, "runs are not orchestrated in this deployment")
     status = control.orchestration_status(str(run_id))
     if status is None:
         raise ApiError(404, f"run {run_id} has no orchestration")
