@@ -14,6 +14,7 @@ import click
 from opus.config import Settings, load_settings
 from opus.domain.models import RunType
 from opus.errors import OpusError
+from opus.logs import ExtraFormatter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,9 +35,10 @@ def _runtime(settings: Settings) -> Iterator[Any]:
 @click.option("--log-level", default="INFO", show_default=True, help="Logging level (to stderr).")
 def main(log_level: str) -> None:
     """Opus: ingest the Nivoda inventory, price it, serve it."""
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    # The run, partition and counts of each line travel in `extra`: the standard formatter would drop them.
+    handler.setFormatter(ExtraFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
     # One line per feed request drowns everything else; our client logs what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

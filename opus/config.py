@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     alert_email_from: str | None = None
     resend_endpoint: str = "https://api.resend.com/emails"
     applicationinsights_connection_string: str | None = None
+    applicationinsights_authentication_string: str | None = Field(
+        default=None,
+        description="`Authorization=AAD` (optionally `;ClientId=<id>`): telemetry through a managed identity.",
+    )
 
     # --- Azure (read only by the Functions runtime; unset on one machine) -------------------------------
     # The exact names the Functions host and its bindings use, so that one app setting serves both; they are

@@ -17,7 +17,7 @@ from opus.api.cors import install_cors
 from opus.api.errors import install_error_handlers
 from opus.api.openapi import build_openapi
 from opus.api.ratelimit import RateLimiter
-from opus.api.routers import analytics, diamonds, health, operations, pricing_rules, triggers
+from opus.api.routers import analytics, diamonds, health, operations, orchestration, pricing_rules, triggers
 from opus.api.schemas.common import error_responses
 from opus.api.security import Authenticator, AuthMiddleware
 from opus.config import Settings
@@ -87,7 +87,7 @@ def create_app(
     install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX, responses=error_responses(401, 403, 413, 422, 429, 500))
-    for module in (diamonds, analytics, triggers, pricing_rules, operations):
+    for module in (diamonds, analytics, triggers, pricing_rules, operations, orchestration):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)
