@@ -231,6 +231,8 @@ var dashboardOrigin = 'https://${dashboard.outputs.defaultHostname}'
 var appSettings = {
   // Functions host: identity-based connections, no keys.
   AzureWebJobsStorage__accountName: storage.outputs.name
+  // The Blob watermark store reaches Blob Storage by identity through this endpoint (BlobWatermarkStore.from_settings).
+  AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
   ServiceBusConnection__fullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
