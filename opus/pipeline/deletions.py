@@ -42,7 +42,11 @@ class ConfirmStep:
 def confirm_unseen(deps: PipelineDeps, run: dict[str, Any], deadline: float) -> ConfirmStep:
     """Look up unseen stones until none is left, the per-run limit is reached, or the slice's deadline passes."""
     run_id, feed = str(run["run_id"]), str(run["feed"])
-    budget = deps.settings.delete_confirm_limit - _checked_so_far(deps, run_id)
+    checked = _checked_so_far(deps, run_id)
+    if checked == 0:
+        with deps.db.transaction() as conn:  # once per run, before the first look for candidates
+            conn.execute(RAW.analyze_for_deletions)
+    budget = deps.settings.delete_confirm_limit - checked
     listed_total = gone_total = 0
     while budget > 0:
         if time.monotonic() >= deadline:

@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from opus.api.schemas.analytics import RunOut
+
 
 class Me(BaseModel):
     """The credential making the request, so a client can offer only what its scope allows."""
@@ -16,28 +18,13 @@ class Me(BaseModel):
     scope: Literal["read", "trade", "admin"] = Field(description="What the credential may do.")
 
 
-class RunHistoryItem(BaseModel):
+class RunHistoryItem(RunOut):
     """One run with the totals of its partitions."""
 
-    model_config = ConfigDict(from_attributes=True)
-
-    run_id: UUID = Field(description="The run's id.")
-    feed: str = Field(description="The feed it ingests.")
-    run_type: str = Field(description="`full` or `incremental`.")
-    status: str = Field(description="planning, running, consolidating, completed or failed.")
-    trigger: str = Field(description="What started it: schedule, api, cli...")
-    partitions_total: int = Field(description="Partitions planned.")
     partitions_failed: int = Field(description="Partitions that failed.")
     pages: int = Field(description="Pages stored, all partitions.")
     rows_fetched: int = Field(description="Rows read from the feed.")
     rows_written: int = Field(description="Rows whose payload changed.")
-    consolidated: int = Field(description="Stones written to the catalogue.")
-    deleted: int = Field(description="Stones soft-deleted (full runs).")
-    errors: int = Field(description="Records that could not be mapped.")
-    watermark: datetime | None = Field(description="The watermark the run advanced to.")
-    failure_reason: str | None = Field(description="Why it failed.")
-    started_at: datetime = Field(description="Start.")
-    finished_at: datetime | None = Field(description="End.")
     duration_s: float = Field(description="Seconds from start to end (to now while it is active).")
 
 

@@ -3,8 +3,7 @@
 
 -- name: run_history
 -- One row per run with its partitions' totals; a lateral sum keeps it one index scan plus one lookup per run.
-SELECT r.run_id, r.feed, r.run_type, r.status, r.trigger, r.partitions_total, r.consolidated, r.deleted,
-       r.errors, r.watermark, r.failure_reason, r.started_at, r.finished_at,
+SELECT r.*,
        extract(epoch FROM coalesce(r.finished_at, %(now)s) - r.started_at)::float8 AS duration_s,
        t.partitions_failed, t.pages, t.rows_fetched, t.rows_written
 FROM run_metadata r
