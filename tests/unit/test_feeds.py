@@ -90,7 +90,7 @@ def test_settings_refuse_a_bad_feeds_file_at_start_naming_the_variable_and_key(t
     path = write(tmp_path, '[feeds.a]\nquery = { has_imgae = true }')
     with pytest.raises(ConfigError, match=r"FEEDS_FILE: .*unknown filter 'has_imgae'"):
         load_settings(feeds_file=path)
-    with pytest.raises(ConfigError, match="FEEDS_FILE: .*cannot be read"):
+    with pytest.raises(ConfigError, match=r"FEEDS_FILE: .*cannot be read"):
         load_settings(feeds_file=tmp_path / "absent.toml")
 
 
@@ -152,8 +152,9 @@ def test_login_without_expires_logs_in_with_the_token_alone_and_assumes_six_hour
         return httpx.Response(status, json=response.json()) if response.status_code == 400 else response
 
     clock = [0.0]
-    client = NivodaClient("https://nivoda.test/api", "user", "pw", http=httpx.Client(transport=httpx.MockTransport(answer)),
-                          clock=lambda: clock[0], limiter=TokenBucket(10_000))
+    http = httpx.Client(transport=httpx.MockTransport(answer))
+    client = NivodaClient("https://nivoda.test/api", "user", "pw", http=http, clock=lambda: clock[0],
+                          limiter=TokenBucket(10_000))
     assert client.count(FeedQuery()) == 5
     assert [("expires" in login) for login in server.logins] == [True, False]
     clock[0] = DEFAULT_TOKEN_LIFETIME_S - 301  # the assumed 6 h, refreshed 5 minutes early
