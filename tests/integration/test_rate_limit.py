@@ -57,7 +57,8 @@ def test_a_pause_holds_every_sharer_until_it_ends(db: Database) -> None:
     assert first.reserve() == 0.0
     with db.connection() as conn:
         row = conn.execute(RATELIMIT.get_bucket, {"name": "nivoda"}).fetchone()
-    assert row is not None and (row["reservations"], row["pauses"]) == (4, 2)
+    assert row is not None
+    assert (row["reservations"], row["pauses"]) == (4, 2)
 
 
 def test_the_real_clock_spaces_threads_of_one_limiter(db: Database) -> None:
