@@ -8,10 +8,11 @@ GraphQL execution does not share this process's interpreter lock. One full run, 
 (MAX_WORKERS partitions, WORKER_CONCURRENCY threads, DENSITY_SCAN_PARALLELISM, the PostgreSQL rate limit) except
 MIN_RECORDS_PER_WORKER, scaled down so that this smaller feed is cut into as many partitions as a real one.
 
-Reported: requests the sandbox served during the fetch phase (planning and paging: everything that talks to
-Nivoda) over its duration, as a share of the limit; the scan's own rate; the most in any sliding second; and the
-projected wall time of a 1.3-million-stone nightly full run (26,000 pages plus the scan at the measured rate, then
-consolidation at the rate measured here).
+The run is measured from planning to its last page (everything that talks to Nivoda); consolidation is CPU work
+without Nivoda traffic, taken from bench/RESULTS.md section 2. Reported: requests the sandbox served over that
+time, as a share of the limit; the most in any sliding second and the count of every second; and the projected
+wall time of a 1.3-million-stone nightly full run (26,000 pages plus the scan at the measured rate, then
+consolidation).
 """
 
 from __future__ import annotations
@@ -26,27 +27,18 @@ import httpx
 
 from bench.common import base_parser, bench_settings, load_now, log, report, scratch_database
 from opus.config import load_settings
+from opus.db.queries import Queries
 from opus.domain.models import RunType
-from opus.local.run_once import Progress, run_once
 from opus.local.runtime import LocalRuntime
+from opus.pipeline.runs import get_run
+from opus.pipeline.scheduler import schedule_run
 from opus.sandbox.server import GRAPHQL_PATH
 
 NIGHTLY_STONES = 1_300_000
 PAGE = 50
-
-
-class Phases:
-    """When planning ended (partitions appear) and fetching ended (the run leaves `running`)."""
-
-    def __init__(self) -> None:
-        self.planned_s: float | None = None
-        self.fetched_s: float | None = None
-
-    def __call__(self, p: Progress) -> None:
-        if self.planned_s is None and p.partitions:
-            self.planned_s = p.elapsed_s
-        if self.fetched_s is None and p.partitions and p.status != "running" and p.status != "planning":
-            self.fetched_s = p.elapsed_s
+# bench/RESULTS.md section 2: consolidation of 100,000 rows ran at 4,330-4,570 rows/s on this machine.
+CONSOLIDATION_ROWS_PER_S = 4_400
+RUNS = Queries("runs")
 
 
 def free_port() -> int:
@@ -85,35 +77,38 @@ def measure(diamonds: int, latency_ms: float, rate_limit: float, server: str) ->
                                       nivoda_rate_limit_per_s=rate_limit,
                                       min_records_per_worker=max(1, diamonds // partitions // 2))
             httpx.post(f"{base}/admin/reset", timeout=5)  # count only this run's requests
-            phases = Phases()
             load = load_now()
             with LocalRuntime(settings) as runtime:
+                # Pages only: consolidation is CPU work measured by bench.consolidation, not Nivoda traffic.
+                runtime.start_consumers(workers=settings.worker_concurrency, consolidators=0, housekeeping=False)
                 started = time.perf_counter()
-                result = run_once(runtime, RunType.FULL, workers=settings.worker_concurrency,
-                                  on_progress=phases, poll_s=0.05)
-                seconds = time.perf_counter() - started
-            stats = httpx.get(f"{base}/admin/stats", timeout=5).json()["requests"]
+                plan = schedule_run(runtime.deps, runtime.coordinator, RunType.FULL, trigger="bench")
+                planned_s = time.perf_counter() - started
+                while (get_run(runtime.deps, plan.run_id) or {}).get("status") == "running":
+                    time.sleep(0.05)
+                fetch_s = time.perf_counter() - started
+                stats = httpx.get(f"{base}/admin/stats", timeout=5).json()["requests"]
+                runtime.stop_consumers()
+                with runtime.db.connection() as conn:
+                    totals = conn.execute(RUNS.run_totals, {"run_id": plan.run_id}).fetchone() or {}
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=30)
-    if result["status"] != "completed" or phases.planned_s is None or phases.fetched_s is None:
-        raise RuntimeError(f"the run did not complete: {result}")
+    if totals.get("partitions_done") != len(plan.partitions):
+        raise RuntimeError(f"not every partition succeeded: {totals}")
     served = int(stats["served"]) + int(stats["throttled"])
-    fetch_s = phases.fetched_s
     sustained = served / fetch_s
-    consolidation_s = seconds - fetch_s
-    pages_nightly = NIGHTLY_STONES / PAGE
-    scan_requests = served - int(result["pages"])
-    projected_fetch_s = (pages_nightly + scan_requests) / sustained
-    projected_consolidation_s = NIGHTLY_STONES / (result["consolidated"] / consolidation_s)
+    other_requests = served - int(totals["pages"])  # the density scan's counts and the login
+    projected_fetch_s = (NIGHTLY_STONES / PAGE + other_requests) / sustained
+    projected_consolidation_s = NIGHTLY_STONES / CONSOLIDATION_ROWS_PER_S
     return {
         "diamonds": diamonds, "latency_median_ms": latency_ms, "rate_limit_per_s": rate_limit,
-        "partitions": result["partitions"], "worker_concurrency": settings.worker_concurrency,
-        "pages": result["pages"], "scan_and_other_requests": scan_requests, "throttled": stats["throttled"],
-        "planning_s": round(phases.planned_s, 1), "fetch_phase_s": round(fetch_s, 1),
+        "partitions": len(plan.partitions), "worker_concurrency": settings.worker_concurrency,
+        "pages": totals["pages"], "scan_and_login_requests": other_requests, "throttled": stats["throttled"],
+        "planning_s": round(planned_s, 1), "fetch_phase_s": round(fetch_s, 1),
         "sustained_requests_per_s": round(sustained, 2), "share_of_limit": round(sustained / rate_limit, 3),
         "max_in_a_sliding_second": stats["max_per_second"],
-        "consolidation_s": round(consolidation_s, 1), "run_s": round(seconds, 1),
+        "per_second": [stats["per_second"][k] for k in sorted(stats["per_second"], key=int)],
         "projected_nightly_fetch_min": round(projected_fetch_s / 60, 1),
         "projected_nightly_consolidation_min": round(projected_consolidation_s / 60, 1),
         "projected_nightly_total_min": round((projected_fetch_s + projected_consolidation_s) / 60, 1),

@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 RATELIMIT = Queries("ratelimit")
 
 NIVODA_BUCKET = "nivoda"
+LATE_TOLERANCE_S = 0.05  # how far past its slot a woken thread may still send (scheduler jitter)
+MAX_LATE_RESERVATIONS = 5
 
 
 class PostgresRateLimiter:
@@ -67,13 +69,20 @@ class PostgresRateLimiter:
         raise RuntimeError(f"rate limit bucket {self._name!r} cannot be created")  # pragma: no cover
 
     def acquire(self) -> None:
-        try:
-            wait = self.reserve()
-        except psycopg.Error:
-            logger.warning("shared rate limit unavailable; spacing this request in-process", exc_info=True)
-            wait = self._fallback.reserve()
-        if wait > 0:
-            self._sleep(wait)
+        # A thread that wakes well after its slot (a starved CPU, a long GC pause) takes a new slot instead of
+        # sending late: late senders woken together would otherwise go out back to back, above the limit.
+        for _ in range(MAX_LATE_RESERVATIONS):
+            try:
+                wait = self.reserve()
+            except psycopg.Error:
+                logger.warning("shared rate limit unavailable; spacing this request in-process", exc_info=True)
+                wait = self._fallback.reserve()
+            slot = time.monotonic() + wait
+            if wait > 0:
+                self._sleep(wait)
+            if self._clock is not None or time.monotonic() - slot <= self._interval_s + LATE_TOLERANCE_S:
+                return
+        logger.warning("woke late for every reserved slot; sending anyway", extra={"bucket": self._name})
 
     def pause(self, seconds: float) -> None:
         params = {"name": self._name, "now": self._now(), "seconds": max(0.0, seconds)}
