@@ -123,39 +123,65 @@ def _run_type_option(fn: F) -> F:
     )(fn)
 
 
+def _feed_option(fn: F) -> F:
+    return click.option(
+        "--feed", "feed_name", default=None, metavar="NAME",
+        help="Only this feed (of FEEDS_FILE; a disabled one too). Default: every enabled feed.",
+    )(fn)
+
+
+def _chosen_feeds(settings: Settings, feed_name: str | None) -> tuple[Any, ...]:
+    from opus.feeds.catalog import enabled_feeds, find_feed
+
+    if feed_name is None:
+        return enabled_feeds(settings.feeds)
+    try:
+        return (find_feed(settings.feeds, feed_name),)
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from None
+
+
 @main.command()
 @_run_type_option
-@click.option("--workers", default=None, type=click.IntRange(1, 64), help="Worker threads [MAX_WORKERS].")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object, last.")
-def run(full: bool, workers: int | None, as_json: bool) -> None:
-    """Plan and work one whole run in this process; exit 0 only if it completed."""
+@_feed_option
+@click.option("--workers", default=None, type=click.IntRange(1, 256), help="Worker threads [WORKER_CONCURRENCY].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (one per feed), last.")
+def run(full: bool, feed_name: str | None, workers: int | None, as_json: bool) -> None:
+    """Plan and work one whole run per feed, side by side, in this process; exit 0 only if all completed."""
     from opus.local.progress import progress_reporter
-    from opus.local.run_once import run_once
+    from opus.local.run_once import run_feeds
 
     settings = _settings()
+    feeds = _chosen_feeds(settings, feed_name)
     with _runtime(settings) as runtime, progress_reporter(quiet=False) as report:
-        result = run_once(
-            runtime, RunType.FULL if full else RunType.INCREMENTAL,
-            workers=workers or settings.max_workers, on_progress=report,
+        results = run_feeds(
+            runtime, RunType.FULL if full else RunType.INCREMENTAL, feeds,
+            workers=workers or settings.worker_concurrency, on_progress=report,
         )
-    if as_json:
-        click.echo(json.dumps(result))
-    else:
-        for key, value in result.items():
-            click.echo(f"{key:>14}: {value}")
-    sys.exit(0 if result["status"] == "completed" else 1)
+    for result in results:
+        if as_json:
+            click.echo(json.dumps(result))
+        else:
+            for key, value in result.items():
+                click.echo(f"{key:>14}: {value}")
+            click.echo("")
+    sys.exit(0 if all(r["status"] == "completed" for r in results) else 1)
 
 
 @main.command()
 @_run_type_option
-def schedule(full: bool) -> None:
-    """Plan a run and enqueue its work, then exit (as the nightly timer does)."""
+@_feed_option
+def schedule(full: bool, feed_name: str | None) -> None:
+    """Plan a run per feed and enqueue its work, then exit (as the nightly timer does); one JSON line per feed."""
     from opus.pipeline.scheduler import schedule_run
 
-    with _runtime(_settings()) as runtime:
-        plan = schedule_run(runtime.deps, runtime.coordinator, RunType.FULL if full else RunType.INCREMENTAL,
-                            trigger="cli")
-    click.echo(json.dumps({"run_id": plan.run_id, "type": plan.run_type.value, "partitions": len(plan.partitions)}))
+    settings = _settings()
+    with _runtime(settings) as runtime:
+        for feed in _chosen_feeds(settings, feed_name):
+            plan = schedule_run(runtime.deps, runtime.coordinator, RunType.FULL if full else RunType.INCREMENTAL,
+                                trigger="cli", feed=feed)
+            click.echo(json.dumps({"run_id": plan.run_id, "feed": plan.feed, "type": plan.run_type.value,
+                                   "partitions": len(plan.partitions)}))
 
 
 @main.command()

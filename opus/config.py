@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from opus.domain.models import FeedConfig
 from opus.errors import ConfigError
 
 DEFAULT_SANDBOX_ENDPOINT = "http://127.0.0.1:4000/api/diamonds"
@@ -45,11 +46,40 @@ class Settings(BaseSettings):
     nivoda_password: SecretStr = SecretStr("sandbox")
     nivoda_timeout_s: float = Field(default=60.0, gt=0, description="Per request; real requests take up to 45 s.")
     nivoda_read_attempts: int = Field(default=3, ge=1, le=10, description="Tries of a read before it fails.")
-    nivoda_rate_limit_per_s: float = Field(default=25.0, gt=0, description="Per process, across all workers.")
+    nivoda_rate_limit_per_s: float = Field(
+        default=25.0, gt=0,
+        description="Requests per second to Nivoda for all of Opus: every thread, process and instance shares "
+        "one token bucket held in PostgreSQL.",
+    )
+
+    # --- feeds, rate limit and fetch concurrency ----------------------------------------------------
+    feeds_file: Path | None = Field(
+        default=None,
+        description="TOML or JSON file of feeds (name, DiamondQuery filters, enabled); checked at start. Unset: "
+        "one feed `nivoda` with no filters. config/feeds.toml holds the natural and lab-grown feeds.",
+    )
+    nivoda_staging: bool = Field(
+        default=False,
+        description="Nivoda staging: never select the certificate fields staging rejects (clarity, floInt, "
+        "floCol, labgrown_type).",
+    )
+    worker_concurrency: int = Field(
+        default=64, ge=1, le=256,
+        description="Page-worker threads per process: requests in flight. Nivoda's latency has a median of about "
+        "1.5 s but a long tail (mean about 2.1 s), so 25 requests/s needs about 52 in flight; 64 keeps the limit, "
+        "not the latency, in charge.",
+    )
+    density_scan_parallelism: int = Field(
+        default=64, ge=1, le=256, description="Count calls in flight while a run's density is scanned."
+    )
 
     # --- pipeline -------------------------------------------------------------------------------------
     worker_page_size: int = Field(default=50, ge=1, le=50, description="Nivoda refuses limit > 50.")
-    max_workers: int = Field(default=10, ge=1, le=200, description="Upper bound on partitions per run.")
+    max_workers: int = Field(
+        default=64, ge=1, le=200,
+        description="Upper bound on partitions per run. A partition pages one request at a time, so this also "
+        "caps a run's requests in flight; tens, not hundreds (each is a Durable sub-task on Azure).",
+    )
     min_records_per_worker: int = Field(default=1_000, ge=1)
     incremental_buffer_minutes: int = Field(default=15, ge=0)
     partition_page_cap: int | None = Field(
@@ -198,6 +228,21 @@ class Settings(BaseSettings):
         if not croniter.is_valid(value):
             raise ValueError(f"not a valid cron expression: {value!r}")
         return value
+
+    @field_validator("feeds_file")
+    @classmethod
+    def _check_feeds_file(cls, value: Path | None) -> Path | None:
+        from opus.feeds.catalog import load_feeds
+
+        load_feeds(value)  # a FeedsFileError (a ValueError) names the file and the bad key
+        return value
+
+    @property
+    def feeds(self) -> tuple[FeedConfig, ...]:
+        """Every configured feed (see `opus.feeds.catalog`), read from FEEDS_FILE now."""
+        from opus.feeds.catalog import load_feeds
+
+        return load_feeds(self.feeds_file)
 
     @field_validator("database_url")
     @classmethod

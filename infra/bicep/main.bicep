@@ -263,6 +263,9 @@ var appSettings = {
   WORKER_PAGE_SIZE: '50'
   MAX_WORKERS: string(maxWorkers)
   MIN_RECORDS_PER_WORKER: '1000'
+  // Threads of the local runtime only; on Azure the Service Bus trigger's concurrency (host.json) plays this part.
+  WORKER_CONCURRENCY: '64'
+  DENSITY_SCAN_PARALLELISM: string(maxWorkers)
   INCREMENTAL_BUFFER_MINUTES: '15'
   RUN_DEADLINE_MINUTES: string((runDeadlineHourUtc - runHourUtc) * 60)
   PLANNING_TIMEOUT_S: '120'

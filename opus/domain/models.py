@@ -6,10 +6,12 @@ in mapping.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 CENT = Decimal("0.01")
 
@@ -134,13 +136,25 @@ class Partition:
 
 @dataclass(frozen=True, slots=True)
 class FeedQuery:
-    """What one partition asks the feed for: a price-per-carat range and an `updated` window."""
+    """What one request asks the feed for: the feed's own filters, narrowed by a price-per-carat range, an
+    `updated` window or stone ids."""
 
     ppc_from: int | None = None
     ppc_to: int | None = None  # exclusive
     updated_from: datetime | None = None
     updated_to: datetime | None = None
     ids: tuple[str, ...] | None = None  # supplier stone ids: "which of these are still listed?"
+    filters: Mapping[str, Any] | None = None  # the feed's DiamondQuery filters (FeedConfig.query)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfig:
+    """A feed: a named slice of the marketplace (its DiamondQuery filters) with runs, watermark and soft-delete
+    scope of its own. Configuration, not a client: every feed is read through the one Nivoda client."""
+
+    name: str
+    query: Mapping[str, Any] = field(default_factory=dict)
+    enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from opus.feeds import nivoda_queries as q
 from opus.feeds.nivoda_responses import (
     AuthRejected,
     NotFound,
+    RateLimited,
     UnprocessedError,
     as_int,
     interpret,
@@ -33,10 +34,11 @@ from opus.feeds.nivoda_responses import (
     refresh_margin_s,
     token_lifetime_s,
 )
-from opus.feeds.ratelimit import TokenBucket
+from opus.feeds.ratelimit import RateLimiter, TokenBucket
 
 if TYPE_CHECKING:
     from opus.config import Settings
+    from opus.db.pool import Database
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ class NivodaClient:
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         read_attempts: int = READ_ATTEMPTS,
+        limiter: RateLimiter | None = None,
+        staging: bool = False,
     ) -> None:
         if not endpoint:
             raise ValueError("endpoint must not be empty")
@@ -93,13 +97,24 @@ class NivodaClient:
         self._wall_clock = wall_clock
         self._sleep = sleep
         self._read_attempts = read_attempts
-        # The bucket keeps real time of its own: an injected clock must not stretch or skip its spacing.
-        self._bucket = TokenBucket(rate_limit_per_s)
+        # The limiter keeps real time of its own: an injected clock must not stretch or skip its spacing.
+        # Without one (no database at hand) the client spaces its own requests.
+        self._limiter: RateLimiter = limiter if limiter is not None else TokenBucket(rate_limit_per_s)
+        self._page_document = q.page_document(staging=staging)
+        self._get_document = q.get_document(staging=staging)
+        # Cleared for good once the server refuses `expires` in the login (see `_authenticate`).
+        self._select_expires = True
         self._auth_lock = threading.Lock()
         self._token: _Token | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> NivodaClient:
+    def from_settings(cls, settings: Settings, *, db: Database | None = None) -> NivodaClient:
+        """The process's client; with `db`, its requests count against the one limit all of Opus shares."""
+        limiter = None
+        if db is not None:
+            from opus.feeds.postgres_ratelimit import PostgresRateLimiter
+
+            limiter = PostgresRateLimiter(db, settings.nivoda_rate_limit_per_s)
         return cls(
             settings.nivoda_endpoint,
             settings.nivoda_username,
@@ -107,6 +122,8 @@ class NivodaClient:
             timeout_s=settings.nivoda_timeout_s,
             read_attempts=settings.nivoda_read_attempts,
             rate_limit_per_s=settings.nivoda_rate_limit_per_s,
+            limiter=limiter,
+            staging=settings.nivoda_staging,
         )
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -136,7 +153,7 @@ class NivodaClient:
         variables = q.page_variables(query, offset, limit)  # ValueError before any request
         if q.is_empty_range(query):
             return []
-        data = self._run_as("page", q.PAGE, variables)
+        data = self._run_as("page", self._page_document, variables)
         result = data.get("diamonds_by_query")
         raw = result.get("items") if isinstance(result, dict) else None
         if not isinstance(raw, list) or not all(item is None or isinstance(item, dict) for item in raw):
@@ -152,7 +169,7 @@ class NivodaClient:
 
     def get(self, stone_id: str) -> JSON | None:
         try:
-            data = self._run_as("get", q.GET, {"diamond_id": stone_id}, tolerate_not_found=True)
+            data = self._run_as("get", self._get_document, {"diamond_id": stone_id}, tolerate_not_found=True)
         except NotFound:
             return None
         item = data.get("get_diamond_by_id")
@@ -214,9 +231,8 @@ class NivodaClient:
 
     def _authenticate(self) -> _Token:
         started = self._clock()
-        variables = {"username": self._username, "password": self._password}
         try:
-            data = self._post_with_retries("authenticate", q.AUTHENTICATE, variables, mutation=False)
+            data = self._login()
         except AuthRejected as exc:
             raise FeedAuthError(f"Nivoda refused the credentials of user {self._username!r}: {exc}") from None
         except FeedAuthError:
@@ -233,6 +249,26 @@ class NivodaClient:
         refresh_at = started + lifetime - refresh_margin_s(lifetime)
         log.info("nivoda authenticated", extra={"operation": "authenticate", "lifetime_s": round(lifetime)})
         return _Token(token, refresh_at, started + lifetime)
+
+    def _login(self) -> JSON:
+        """The authenticate answer, selecting `expires` unless the server's schema refuses it.
+
+        A validation error naming `expires` means this server does not offer it: log in again with the token
+        alone (its lifetime is then the documented 6 hours) and never ask for `expires` again.
+        """
+        variables = {"username": self._username, "password": self._password}
+        if self._select_expires:
+            try:
+                return self._post_with_retries("authenticate", q.AUTHENTICATE, variables, mutation=False)
+            except AuthRejected:
+                raise
+            except FeedPermanentError as exc:
+                if "expires" not in str(exc):
+                    raise
+                log.warning("nivoda refused `expires` in the login; logging in with the token alone",
+                            extra={"operation": "authenticate"})
+                self._select_expires = False
+        return self._post_with_retries("authenticate", q.AUTHENTICATE_TOKEN_ONLY, variables, mutation=False)
 
     # --- transport ------------------------------------------------------------------------------------
     def _run_as(
@@ -276,6 +312,11 @@ class NivodaClient:
                 if exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER_S:
                     retryable = False
                 extra = {"operation": operation, "attempt": attempt, "error": str(exc)}
+                throttled = isinstance(exc, RateLimited)
+                if throttled:
+                    # Throttled: everyone holds back, not only this thread (the limiter's pause is fleet-wide).
+                    pause = exc.retry_after if exc.retry_after is not None else self._backoff_s(attempt, None)
+                    self._limiter.pause(pause)
                 if not retryable:
                     log.warning("nivoda request failed", extra=extra)
                     if mutation and not unprocessed:
@@ -284,7 +325,8 @@ class NivodaClient:
                             retry_after=exc.retry_after,
                         ) from exc
                     raise
-                delay = self._backoff_s(attempt, exc.retry_after)
+                # After a 429 the limiter's pause does the waiting; a little jitter spreads the retries.
+                delay = random.uniform(0, 0.05) if throttled else self._backoff_s(attempt, exc.retry_after)
                 log.warning("nivoda request failed; retrying", extra={**extra, "delay_s": round(delay, 3)})
                 self._sleep(delay)
 
@@ -296,7 +338,7 @@ class NivodaClient:
 
     def _post(self, operation: str, document: str, variables: JSON, tolerate_not_found: bool) -> JSON:
         secrets = tuple(v for k, v in variables.items() if k in _SECRETS and isinstance(v, str) and v)
-        self._bucket.acquire()
+        self._limiter.acquire()
         started = time.monotonic()
         try:
             response = self._http.post(

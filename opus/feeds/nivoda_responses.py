@@ -37,6 +37,10 @@ class UnprocessedError(FeedTransientError):
     """A transient failure before Nivoda processed the request: safe to retry, even for a mutation."""
 
 
+class RateLimited(UnprocessedError):
+    """Nivoda is throttling (HTTP 429 or a rate-limit error): the whole fleet should hold back."""
+
+
 class AuthRejected(Exception):
     """Nivoda refused the token or the credentials (HTTP 401, or an auth error in `errors[]`)."""
 
@@ -155,7 +159,7 @@ def interpret(
     errors = _errors(body)
     detail = _redact(_describe(errors, response), secrets)[:MAX_MESSAGE_CHARS]
     if status == 429 or (errors and all(_is_rate_limit(e) for e in errors)):
-        raise UnprocessedError(
+        raise RateLimited(
             f"{operation}: Nivoda is rate limiting (HTTP {status}): {detail}",
             retry_after=retry_after_s(response, now_wall),
         )

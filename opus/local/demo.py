@@ -12,14 +12,16 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
 from opus.api.keys import create_key
 from opus.config import load_settings
 from opus.domain.models import RunType
+from opus.feeds.catalog import enabled_feeds
 from opus.local.progress import progress_reporter
-from opus.local.run_once import run_once
+from opus.local.run_once import run_feeds
 from opus.local.runtime import LocalRuntime
 from opus.local.serve import DASHBOARD_DIR, serve
 
@@ -27,6 +29,7 @@ API_PORT = int(os.environ.get("DEMO_API_PORT", "8000"))
 SANDBOX_PORT = int(os.environ.get("DEMO_SANDBOX_PORT", "4000"))
 SANDBOX_DIAMONDS = int(os.environ.get("DEMO_DIAMONDS", "20000"))
 ENDPOINT = f"http://127.0.0.1:{SANDBOX_PORT}/api/diamonds"
+FEEDS_FILE = Path(__file__).resolve().parents[2] / "config" / "feeds.toml"
 AUTH_QUERY = (
     'query { authenticate { username_and_password(username: "sandbox", password: "sandbox") { token } } }'
 )
@@ -61,7 +64,9 @@ def ready_banner(url: str, key: str) -> str:
 
 def main() -> int:
     # The sandbox's published demo credentials, whatever the environment says about the real feed.
-    settings = load_settings(nivoda_endpoint=ENDPOINT, nivoda_username="sandbox", nivoda_password="sandbox")  # noqa: S106
+    # The feeds the production system runs (natural and lab-grown), each with its own run, side by side.
+    settings = load_settings(nivoda_endpoint=ENDPOINT, nivoda_username="sandbox", nivoda_password="sandbox",  # noqa: S106
+                             feeds_file=FEEDS_FILE)
     print(f"starting the Nivoda sandbox with {SANDBOX_DIAMONDS} diamonds at {ENDPOINT}", flush=True)
     sandbox = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
         [sys.executable, "-m", "opus", "sandbox", "--port", str(SANDBOX_PORT),
@@ -73,9 +78,11 @@ def main() -> int:
         print(f"database: {where}", flush=True)
         with LocalRuntime(settings) as runtime:
             with progress_reporter() as report:
-                result = run_once(runtime, RunType.FULL, workers=settings.max_workers, on_progress=report)
-            print(json.dumps(result, indent=2), flush=True)
-            if result["status"] != "completed":
+                results = run_feeds(runtime, RunType.FULL, enabled_feeds(settings.feeds),
+                                    workers=settings.worker_concurrency, on_progress=report)
+            for result in results:
+                print(json.dumps(result, indent=2), flush=True)
+            if any(result["status"] != "completed" for result in results):
                 return 1
             key = create_key(runtime.db, "demo", "admin")
             serve(settings, host="127.0.0.1", port=API_PORT, runtime=runtime,

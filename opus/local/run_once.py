@@ -1,17 +1,19 @@
-"""`opus run`: one whole run in this process, with progress, ending in a summary."""
+"""`opus run`: whole runs in this process (one per feed, side by side), with progress, ending in summaries."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from opus.db.queries import Queries
-from opus.domain.models import RunStatus, RunType
+from opus.domain.models import FeedConfig, RunStatus, RunType
 from opus.errors import ConflictError
+from opus.feeds.catalog import default_feed
 from opus.local.runtime import LocalRuntime
 from opus.pipeline.runs import ACTIVE, active_run, expire_overdue_runs, get_run
 from opus.pipeline.scheduler import PlanningTaken, plan_run, schedule_run
@@ -37,31 +39,54 @@ class Progress:
 
 def run_once(
     runtime: LocalRuntime, run_type: RunType, *, workers: int, on_progress: Callable[[Progress], None] | None = None,
-    poll_s: float = 0.5,
+    poll_s: float = 0.5, feed: FeedConfig | None = None,
 ) -> dict[str, Any]:
-    """Plan a run (or resume the feed's interrupted one), work it in this process, and return its summary."""
-    run_id = start_or_resume(runtime, run_type)
+    """Plan a run of one feed (default: the first enabled one), or resume its interrupted one, work it in this
+    process, and return its summary."""
+    feed = feed or default_feed(runtime.settings.feeds)
+    run_id = start_or_resume(runtime, run_type, feed)
     return follow_run(runtime, run_id, workers=workers, on_progress=on_progress, poll_s=poll_s)
 
 
-def start_or_resume(runtime: LocalRuntime, run_type: RunType) -> str:
-    """A new run, or the feed's active run of the same type, resumed: a run whose planner died is planned here.
+def run_feeds(
+    runtime: LocalRuntime, run_type: RunType, feeds: Sequence[FeedConfig], *, workers: int,
+    on_progress: Callable[[Progress], None] | None = None, poll_s: float = 0.5,
+) -> list[dict[str, Any]]:
+    """One run per feed, planned side by side and worked by one set of consumers; their summaries, in order.
+
+    The consumers start first, so one feed's pages are fetched while another feed is still being planned: the
+    shared rate limit, not the order of planning, decides what goes out.
+    """
+    started = time.monotonic()
+    runtime.start_consumers(workers=workers, consolidators=len(feeds))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, len(feeds)), thread_name_prefix="plan") as pool:
+            run_ids = list(pool.map(lambda f: start_or_resume(runtime, run_type, f), feeds))
+        _wait_for(runtime, run_ids, started, on_progress, poll_s)
+    finally:
+        runtime.stop_consumers()
+    return [summary(runtime, run_id) for run_id in run_ids]
+
+
+def start_or_resume(runtime: LocalRuntime, run_type: RunType, feed: FeedConfig | None = None) -> str:
+    """A new run of the feed, or its active run of the same type, resumed: a run whose planner died is planned here.
 
     A live planner elsewhere is waited for (at most until its heartbeat would go stale, when this process takes
     the planning over). Another active run type is refused with what to do about it: resuming a run of the other
     type silently would surprise, and cancelling one is the operator's call.
     """
     deps = runtime.deps
+    feed = feed or default_feed(runtime.settings.feeds)
     expire_overdue_runs(deps)
     give_up_at = time.monotonic() + deps.settings.planning_timeout_s + 10
     while True:
-        active = active_run(deps, deps.feed.name)
+        active = active_run(deps, feed.name)
         if active is None:
-            return schedule_run(deps, runtime.coordinator, run_type, trigger="cli").run_id
+            return schedule_run(deps, runtime.coordinator, run_type, trigger="cli", feed=feed).run_id
         run_id, kind, status = str(active["run_id"]), str(active["run_type"]), str(active["status"])
         if kind != run_type.value:
             raise ConflictError(
-                f"run {run_id} ({kind}, {status}) of feed {deps.feed.name!r} is active: `opus run --{kind}` "
+                f"run {run_id} ({kind}, {status}) of feed {feed.name!r} is active: `opus run --{kind}` "
                 f"resumes it, `opus runs cancel {run_id}` cancels it"
             )
         if status != RunStatus.PLANNING:
@@ -84,16 +109,34 @@ def follow_run(
     started = time.monotonic()
     runtime.start_consumers(workers=workers, consolidators=1)
     try:
-        while True:
-            progress = _progress(runtime, run_id, started)
-            if on_progress:
-                on_progress(progress)
-            if progress.status not in ACTIVE:
-                break
-            time.sleep(poll_s)
+        _wait_for(runtime, [run_id], started, on_progress, poll_s)
     finally:
         runtime.stop_consumers()
     return summary(runtime, run_id)
+
+
+def _wait_for(
+    runtime: LocalRuntime, run_ids: Sequence[str], started: float,
+    on_progress: Callable[[Progress], None] | None, poll_s: float,
+) -> None:
+    while True:
+        progress = _combined([_progress(runtime, run_id, started) for run_id in run_ids])
+        if on_progress:
+            on_progress(progress)
+        if progress.status not in ACTIVE:
+            return
+        time.sleep(poll_s)
+
+
+def _combined(progresses: Sequence[Progress]) -> Progress:
+    """Several runs as one line: the totals, and the status of the least advanced run still active."""
+    active = [p.status for p in progresses if p.status in ACTIVE]
+    return Progress(
+        status=min(active, key=[str(a) for a in ACTIVE].index) if active else progresses[-1].status,
+        partitions_done=sum(p.partitions_done for p in progresses), partitions=sum(p.partitions for p in progresses),
+        pages=sum(p.pages for p in progresses), raw_rows=sum(p.raw_rows for p in progresses),
+        consolidated=sum(p.consolidated for p in progresses), elapsed_s=max(p.elapsed_s for p in progresses),
+    )
 
 
 def summary(runtime: LocalRuntime, run_id: str) -> dict[str, Any]:
@@ -103,6 +146,7 @@ def summary(runtime: LocalRuntime, run_id: str) -> dict[str, Any]:
     watermark = run.get("watermark")
     return {
         "run_id": run_id,
+        "feed": run.get("feed"),
         "status": run.get("status"),
         "type": run.get("run_type"),
         "partitions": totals.get("partitions", 0),

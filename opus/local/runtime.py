@@ -47,7 +47,7 @@ class LocalRuntime:
         try:
             self.db = db or open_database(settings, self._stack)
             if feed is None:
-                client = NivodaClient.from_settings(settings)
+                client = NivodaClient.from_settings(settings, db=self.db)  # the rate limit all of Opus shares
                 self._stack.callback(client.close)
                 feed = client
             self.queue = PostgresQueue(self.db, max_deliveries=settings.queue_max_deliveries)

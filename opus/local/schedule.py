@@ -48,8 +48,8 @@ class NightlySchedule:
         self._stop.set()
         self._thread.join(timeout_s)
 
-    def fire(self) -> str | None:
-        """Start the scheduled run now; None when one is already active."""
+    def fire(self) -> list[str]:
+        """Start the scheduled run of every enabled feed now; the ids of those started (none already active)."""
         return start_scheduled_run(self._deps, self._coordinator)
 
     def _loop(self) -> None:

@@ -39,7 +39,7 @@ def serve(
     rt = runtime or LocalRuntime(settings)
     try:
         app = build_app(rt)
-        rt.start_consumers(workers=settings.max_workers, consolidators=1)  # with housekeeping and queue pruning
+        rt.start_consumers(workers=settings.worker_concurrency, consolidators=1)  # with housekeeping and queue pruning
         schedule = NightlySchedule(rt.deps, rt.coordinator, settings.schedule)
         schedule.start()
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)

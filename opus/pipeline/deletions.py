@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from opus.db.queries import Queries
 from opus.domain.models import FeedQuery
 from opus.pipeline.deps import PipelineDeps
 from opus.pipeline.raw_store import stone_id_of, store_items
+from opus.pipeline.scheduler import feed_query_of
 from opus.ports import JSON
 
 logger = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ def confirm_unseen(deps: PipelineDeps, run: dict[str, Any], deadline: float) -> 
                 RAW.unchecked_candidates, {"run_id": run_id, "feed": feed, "limit": min(budget, CHUNK)})]
         if not candidates:
             break
-        listed = still_listed(deps, candidates)
+        listed = still_listed(deps, candidates, filters=feed_query_of(run))
         if listed:
             store_items(deps.db, run_id, feed, listed, full_run=True)
         listed_ids = {stone_id_of(item) for item in listed}
@@ -73,17 +75,19 @@ def confirm_unseen(deps: PipelineDeps, run: dict[str, Any], deadline: float) -> 
     return ConfirmStep(listed_total, gone_total, more=False)
 
 
-def still_listed(deps: PipelineDeps, stone_ids: list[str]) -> list[JSON]:
-    """The records the feed's listing still returns for these stones (the others are gone)."""
+def still_listed(deps: PipelineDeps, stone_ids: list[str], *, filters: Mapping[str, Any] | None = None) -> list[JSON]:
+    """The records the feed's listing (its run's filters) still returns for these stones (the others are gone)."""
     batches = [tuple(stone_ids[i:i + LOOKUP_BATCH]) for i in range(0, len(stone_ids), LOOKUP_BATCH)]
     with ThreadPoolExecutor(max_workers=min(PARALLEL_LOOKUPS, len(batches)), thread_name_prefix="lookup") as pool:
-        found = list(pool.map(lambda batch: _lookup(deps, batch), batches))
+        found = list(pool.map(lambda batch: _lookup(deps, batch, filters), batches))
     return [item for items in found for item in items]
 
 
-def _lookup(deps: PipelineDeps, ids: tuple[str, ...]) -> list[JSON]:
+def _lookup(deps: PipelineDeps, ids: tuple[str, ...], filters: Mapping[str, Any] | None) -> list[JSON]:
     wanted = set(ids)
-    query = FeedQuery(ids=ids)
+    # The feed's own filters, as the run stored them: a stone that left the feed's slice (now lab-grown, say)
+    # is gone from this feed even if the marketplace still lists it.
+    query = FeedQuery(ids=ids, filters=filters)
     items: dict[str, JSON] = {}
     offset = 0
     # At most one page per id plus one: a listing that keeps answering past that is not answering about these ids.

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -23,8 +24,9 @@ from psycopg.types.json import Jsonb
 
 from opus.db.queries import Queries
 from opus.domain.heatmap import build_partitions
-from opus.domain.models import FeedQuery, Partition, RunPlan, RunType, WorkItem
+from opus.domain.models import FeedConfig, FeedQuery, Partition, RunPlan, RunType, WorkItem
 from opus.errors import ConflictError, OpusError
+from opus.feeds.catalog import default_feed, enabled_feeds
 from opus.pipeline.density import scan_density, target_bucket_for
 from opus.pipeline.deps import PipelineDeps
 from opus.pipeline.runs import (
@@ -38,6 +40,7 @@ from opus.ports import WORK_QUEUE, OutgoingMessage, RunCoordinator
 
 logger = logging.getLogger(__name__)
 RUNS = Queries("runs")
+FEEDS = Queries("feeds")
 
 
 class PlanningTaken(ConflictError):
@@ -45,24 +48,27 @@ class PlanningTaken(ConflictError):
 
 
 def schedule_run(
-    deps: PipelineDeps, coordinator: RunCoordinator, run_type: RunType, *, trigger: str = "cli"
+    deps: PipelineDeps, coordinator: RunCoordinator, run_type: RunType, *, trigger: str = "cli",
+    feed: FeedConfig | None = None,
 ) -> RunPlan:
-    """Create and plan a run and enqueue its first page per partition. ConflictError if one is active."""
+    """Create and plan a run of one feed (default: the first enabled one) and enqueue its first page per
+    partition. ConflictError if a run of that feed is active; runs of other feeds may overlap it."""
+    feed = feed or default_feed(deps.settings.feeds)
     expire_overdue_runs(deps)
     fail_abandoned_planning(deps)
-    run_id, planner = create_run(deps, run_type, trigger=trigger)
+    run_id, planner = create_run(deps, run_type, trigger=trigger, feed=feed)
     return plan_run(deps, coordinator, run_id, planner=planner)
 
 
-def create_run(deps: PipelineDeps, run_type: RunType, *, trigger: str) -> tuple[str, str]:
-    """Insert the run row with its fixed `updated` window; returns (run id, planner token)."""
+def create_run(deps: PipelineDeps, run_type: RunType, *, trigger: str, feed: FeedConfig) -> tuple[str, str]:
+    """Insert the run row with its fixed `updated` window and its feed's query; returns (run id, planner token)."""
     now = deps.clock.now()
     updated_from = None
     if run_type is RunType.INCREMENTAL:
-        start = incremental_start(deps, deps.feed.name)
+        start = incremental_start(deps, feed.name)
         if start is None:
             # Nothing consolidated yet: an incremental run would have no lower bound, so it is a full run.
-            logger.info("no watermark yet, running a full run instead", extra={"feed": deps.feed.name})
+            logger.info("no watermark yet, running a full run instead", extra={"feed": feed.name})
             run_type = RunType.FULL
         else:
             updated_from = start - timedelta(minutes=deps.settings.incremental_buffer_minutes)
@@ -70,12 +76,14 @@ def create_run(deps: PipelineDeps, run_type: RunType, *, trigger: str) -> tuple[
     try:
         with deps.db.transaction() as conn:
             conn.execute(RUNS.insert_run, {
-                "run_id": run_id, "feed": deps.feed.name, "run_type": run_type.value, "trigger": trigger,
+                "run_id": run_id, "feed": feed.name, "run_type": run_type.value, "trigger": trigger,
                 "updated_from": updated_from, "updated_to": now, "now": now, "planner": planner,
                 "deadline_at": now + timedelta(minutes=deps.settings.run_deadline_minutes),
             })
+            # Kept with the run from its first moment: a planner that takes the run over plans the same query.
+            conn.execute(FEEDS.store_feed_query, {"run_id": run_id, "query": Jsonb(dict(feed.query))})
     except psycopg.errors.UniqueViolation:
-        raise ConflictError(f"a run of feed {deps.feed.name!r} is already active") from None
+        raise ConflictError(f"a run of feed {feed.name!r} is already active") from None
     return run_id, planner
 
 
@@ -91,11 +99,12 @@ def plan_run(deps: PipelineDeps, coordinator: RunCoordinator, run_id: str, *, pl
     planner = planner or planner_token()
     run = _claim(deps, run_id, planner)
     plan = RunPlan(run_id, run["feed"], RunType(run["run_type"]), run["updated_from"], run["updated_to"])
+    filters = feed_query_of(run)
     try:
         with PlanningHeartbeat(deps, run_id, planner) as heartbeat:
-            partitions = tuple(_partition(deps, plan, heartbeat))
+            partitions = tuple(_partition(deps, plan, filters, heartbeat))
         plan = RunPlan(plan.run_id, plan.feed, plan.run_type, plan.updated_from, plan.updated_to, partitions)
-        _store_plan(deps, plan, planner)
+        _store_plan(deps, plan, filters, planner)
         coordinator.start(plan)
         enqueue_first_pages(deps, plan.run_id, [p.index for p in partitions])
     except PlanningTaken:
@@ -103,9 +112,16 @@ def plan_run(deps: PipelineDeps, coordinator: RunCoordinator, run_id: str, *, pl
     except OpusError as exc:
         fail_run(deps, run_id, f"planning failed: {exc}")
         raise
-    logger.info("run scheduled", extra={"run_id": run_id, "run_type": plan.run_type.value,
+    logger.info("run scheduled", extra={"run_id": run_id, "feed": plan.feed, "run_type": plan.run_type.value,
                                         "partitions": len(partitions)})
     return plan
+
+
+def feed_query_of(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The feed's filters a run was created with (a run from before feeds were configurable has none)."""
+    plan = run.get("plan")
+    query = plan.get("feed_query") if isinstance(plan, dict) else None
+    return dict(query) if isinstance(query, dict) else {}
 
 
 def enqueue_first_pages(deps: PipelineDeps, run_id: str, partitions: list[int]) -> None:
@@ -113,22 +129,30 @@ def enqueue_first_pages(deps: PipelineDeps, run_id: str, partitions: list[int]) 
     deps.queue.send_batch(WORK_QUEUE, [OutgoingMessage(item.to_json(), item.message_id) for item in items])
 
 
-def start_scheduled_run(deps: PipelineDeps, coordinator: RunCoordinator) -> str | None:
-    """What the nightly trigger does (the Azure timer and `opus serve` alike): the run it is time for, unless
-    one of the feed is active; returns the new run's id, or None."""
-    run_type = scheduled_run_type(deps)
-    try:
-        plan = schedule_run(deps, coordinator, run_type, trigger="schedule")
-    except ConflictError:
-        logger.warning("scheduled run skipped: a run is already active", extra={"feed": deps.feed.name})
-        return None
-    return plan.run_id
+def start_scheduled_run(deps: PipelineDeps, coordinator: RunCoordinator) -> list[str]:
+    """What the nightly trigger does (the Azure timer and `opus serve` alike): for every enabled feed, the run
+    it is time for, unless one of that feed is active; returns the new runs' ids.
+
+    A feed whose planning fails does not keep the others from running: its run is failed (and alerted) by
+    planning, and the next feed is planned.
+    """
+    started: list[str] = []
+    for feed in enabled_feeds(deps.settings.feeds):
+        run_type = scheduled_run_type(deps, feed.name)
+        try:
+            started.append(schedule_run(deps, coordinator, run_type, trigger="schedule", feed=feed).run_id)
+        except ConflictError:
+            logger.warning("scheduled run skipped: a run is already active", extra={"feed": feed.name})
+        except OpusError:
+            logger.exception("scheduled run could not be planned", extra={"feed": feed.name})
+    return started
 
 
-def scheduled_run_type(deps: PipelineDeps) -> RunType:
-    """What the nightly schedule runs: incremental, but full when the last full run is too old."""
+def scheduled_run_type(deps: PipelineDeps, feed: str | None = None) -> RunType:
+    """What the nightly schedule runs for a feed: incremental, but full when its last full run is too old."""
+    feed = feed or default_feed(deps.settings.feeds).name
     with deps.db.connection() as conn:
-        row = conn.execute(RUNS.last_completed_full_run, {"feed": deps.feed.name}).fetchone()
+        row = conn.execute(RUNS.last_completed_full_run, {"feed": feed}).fetchone()
     last_full = row["finished_at"] if row else None
     if last_full is None or deps.clock.now() - last_full >= timedelta(days=deps.settings.full_run_every_days):
         return RunType.FULL
@@ -188,30 +212,34 @@ def _claim(deps: PipelineDeps, run_id: str, planner: str) -> dict[str, Any]:
     return run
 
 
-def _partition(deps: PipelineDeps, plan: RunPlan, heartbeat: PlanningHeartbeat) -> list[Partition]:
+def _partition(
+    deps: PipelineDeps, plan: RunPlan, filters: Mapping[str, Any], heartbeat: PlanningHeartbeat
+) -> list[Partition]:
     settings = deps.settings
 
     def count(ppc_from: int | None, ppc_to: int | None) -> int:
         heartbeat.check()
-        return deps.feed.count(FeedQuery(ppc_from, ppc_to, plan.updated_from, plan.updated_to))
+        return deps.feed.count(FeedQuery(ppc_from, ppc_to, plan.updated_from, plan.updated_to, filters=filters))
 
     # One count of the whole window sizes the buckets: a quarter of a worker's share (see density.py).
     total = count(None, None)
     target = target_bucket_for(settings.min_records_per_worker, total=total, max_workers=settings.max_workers)
-    scan = scan_density(count, target_bucket=target)
+    # The counts go out side by side, as many as the pages will: the shared rate limit spaces them all.
+    scan = scan_density(count, target_bucket=target, parallelism=settings.density_scan_parallelism)
     partitions = build_partitions(
         scan.buckets, max_workers=settings.max_workers, min_records_per_worker=settings.min_records_per_worker
     )
     logger.info(
         "density scanned",
-        extra={"run_id": plan.run_id, "count_calls": scan.calls, "buckets": len(scan.buckets),
+        extra={"run_id": plan.run_id, "feed": plan.feed, "count_calls": scan.calls, "buckets": len(scan.buckets),
                "estimated": sum(p.estimated for p in partitions)},
     )
     return partitions
 
 
-def _store_plan(deps: PipelineDeps, plan: RunPlan, planner: str) -> None:
+def _store_plan(deps: PipelineDeps, plan: RunPlan, filters: Mapping[str, Any], planner: str) -> None:
     document = {
+        "feed_query": dict(filters),
         "run_type": plan.run_type.value,
         "updated_from": _iso(plan.updated_from),
         "updated_to": _iso(plan.updated_to),

@@ -26,6 +26,7 @@ from opus.ports import JSON, WORK_QUEUE
 
 logger = logging.getLogger(__name__)
 RUNS = Queries("runs")
+FEEDS = Queries("feeds")
 
 TERMINAL = (PartitionStatus.SUCCEEDED, PartitionStatus.FAILED)
 
@@ -57,7 +58,7 @@ def handle_work_item(deps: PipelineDeps, body: JSON) -> Outcome:
     if part["pages"] >= cap:
         return _finish(deps, item, ok=False, error=f"page cap of {cap} reached (runaway)")
     try:
-        items = deps.feed.page(_query(part), item.offset, deps.settings.worker_page_size)
+        items = deps.feed.page(_query(deps, part), item.offset, deps.settings.worker_page_size)
     except FeedTransientError as exc:
         return _failed_try(deps, item, exc)
     except FeedPermanentError as exc:
@@ -110,8 +111,13 @@ def _failed_try(deps: PipelineDeps, item: WorkItem, exc: FeedTransientError) -> 
     return Outcome.retry_later(item.to_json(), retry_message_id(item, attempts), delay, str(exc))
 
 
-def _query(part: dict[str, Any]) -> FeedQuery:
-    return FeedQuery(part["ppc_from"], part["ppc_to"], part["updated_from"], part["updated_to"])
+def _query(deps: PipelineDeps, part: dict[str, Any]) -> FeedQuery:
+    """The partition's range within its run's window and its feed's filters, as stored with the run (a config
+    change since the run was created changes nothing here)."""
+    with deps.db.connection() as conn:
+        row = conn.execute(FEEDS.feed_query_of_run, {"run_id": part["run_id"]}).fetchone()
+    filters = row["feed_query"] if row and isinstance(row["feed_query"], dict) else None
+    return FeedQuery(part["ppc_from"], part["ppc_to"], part["updated_from"], part["updated_to"], filters=filters)
 
 
 def _continue(deps: PipelineDeps, nxt: WorkItem) -> None:

@@ -55,9 +55,8 @@ def test_the_scheduled_run_is_full_until_a_recent_full_run_completed(
     with runtime(db, database_url, sandbox, clock, full_run_every_days=7) as rt:
         assert scheduled_run_type(rt.deps) is RunType.FULL
         schedule = NightlySchedule(rt.deps, rt.coordinator, "0 2 * * *")
-        run_id = schedule.fire()
-        assert run_id is not None
-        assert schedule.fire() is None, "a second firing while the run is active is skipped"
+        [run_id] = schedule.fire()
+        assert schedule.fire() == [], "a second firing while the run is active is skipped"
         assert follow_run(rt, run_id, workers=2, poll_s=0.1)["status"] == "completed"
         assert scheduled_run_type(rt.deps) is RunType.INCREMENTAL
         clock.advance(timedelta(days=7, minutes=1))

@@ -21,7 +21,7 @@ def test_defaults_point_at_the_local_sandbox_and_the_embedded_database() -> None
     assert s.configured_database_url is None
     assert s.nivoda_endpoint == DEFAULT_SANDBOX_ENDPOINT == "http://127.0.0.1:4000/api/diamonds"
     assert (s.nivoda_username, s.nivoda_password.get_secret_value()) == ("sandbox", "sandbox")
-    assert (s.worker_page_size, s.max_workers, s.min_records_per_worker) == (50, 10, 1000)
+    assert (s.worker_page_size, s.max_workers, s.min_records_per_worker) == (50, 64, 1000)
     assert s.incremental_buffer_minutes == 15
 
 
