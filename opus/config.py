@@ -138,9 +138,32 @@ class Settings(BaseSettings):
         default_factory=dict, description='JSON object {"client_id": "secret"}.'
     )
     hmac_scopes: Annotated[dict[str, Literal["read", "trade", "admin"]], NoDecode] = Field(
-        default_factory=dict, description='JSON {"client_id": "read|trade|admin"}; an unlisted HMAC client is admin.'
+        default_factory=dict, description='JSON {"client_id": "read|trade|admin"}; an unlisted HMAC client is read.'
     )
-    rate_limit_per_minute: int = Field(default=600, ge=1)
+
+    # --- REST API limits ------------------------------------------------------------------------------
+    rate_limit_per_minute: int = Field(
+        default=600, ge=1, description="Requests a minute per credential, counted across every API instance."
+    )
+    auth_failures_per_minute: int = Field(
+        default=30, ge=1,
+        description="Failed authentications a minute per client address (per process); beyond it 429, with no "
+        "database lookup.",
+    )
+    api_max_body_bytes: int = Field(
+        default=65_536, ge=1_024, le=10_485_760, description="Largest request body; a larger one is 413."
+    )
+    api_request_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="A request body must arrive within this; otherwise 408."
+    )
+    api_key_cache_s: float = Field(
+        default=5.0, ge=0, le=60,
+        description="How long a verified API key is trusted without asking the database again; a revocation "
+        "takes effect within this. 0: every request asks.",
+    )
+    api_keep_alive_s: int = Field(
+        default=5, ge=1, le=300, description="`opus serve`: an idle keep-alive connection is closed after this."
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma list of origins (https://dash.example.com) whose browsers may call the API; default none.",

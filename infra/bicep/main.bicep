@@ -288,6 +288,11 @@ var appSettings = {
   HMAC_SECRETS: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.uri}secrets/hmac-secrets/)'
   HMAC_SCOPES: hmacScopes
   RATE_LIMIT_PER_MINUTE: '600'
+  AUTH_FAILURES_PER_MINUTE: '30'
+  API_MAX_BODY_BYTES: '65536'
+  API_REQUEST_TIMEOUT_S: '10'
+  API_KEY_CACHE_S: '5'
+  API_KEEP_ALIVE_S: '5'
   CORS_ORIGINS: empty(extraCorsOrigins) ? dashboardOrigin : '${dashboardOrigin},${extraCorsOrigins}'
   // Alerts.
   RESEND_API_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.uri}secrets/resend-api-key/)'

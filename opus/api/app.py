@@ -16,10 +16,11 @@ from opus.api.context import ApiContext, ReplayWait
 from opus.api.cors import install_cors
 from opus.api.errors import install_error_handlers
 from opus.api.openapi import build_openapi
-from opus.api.ratelimit import RateLimiter
+from opus.api.ratelimit import RateLimiter, SharedRateLimiter
 from opus.api.routers import analytics, diamonds, health, operations, orchestration, pricing_rules, triggers
+from opus.api.routes import ScopeTable
 from opus.api.schemas.common import error_responses
-from opus.api.security import Authenticator, AuthMiddleware
+from opus.api.security import Authenticator, AuthMiddleware, BodyLimits
 from opus.config import Settings
 from opus.db.pool import Database
 from opus.domain.auth import Scope as AccessScope
@@ -35,11 +36,17 @@ DESCRIPTION = """\
 The Opus diamond inventory: search stones, hold and buy them, manage pricing rules, watch and trigger the pipeline.
 
 **Credentials** (every route except `/health`): an `X-API-Key` header, or an HMAC signature (`X-Client-Id`,
-`X-Timestamp`, `X-Signature`; HMAC clients have the admin scope). Scopes: `read` (search, stones, analytics,
-pricing rules), `trade` (read plus holds and purchases), `admin` (everything, including availability changes,
-triggers and pricing-rule changes). Missing or invalid credentials give 401, a scope that does not cover the
-route 403, more than the configured requests per minute per credential 429 with `Retry-After` (each server
-instance counts separately).
+`X-Timestamp`, `X-Nonce`, `X-Signature`; an HMAC client has the read scope unless configured otherwise).
+Scopes: `read` (search, stones, analytics, pricing rules), `trade` (read plus holds and purchases), `admin`
+(everything, including availability changes, triggers and pricing-rule changes). Missing or invalid
+credentials give 401, a scope that does not cover the route 403 (before the body is read or validated).
+
+**Limits.** More than the configured requests per minute per credential (counted across every server
+instance) give 429 with `Retry-After`; every answer carries `RateLimit-Policy` and `RateLimit`
+(draft-ietf-httpapi-ratelimit-headers: quota `q` per window `w` seconds, `r` left, `t` seconds until the
+bucket is full). Too many failed authentications from one address give 429 `too_many_failures`. A body larger
+than the configured size (64 KiB by default) is 413, a body that does not arrive within the configured time
+(10 s by default) 408; a body that is not JSON is 400, JSON that does not fit the schema 422.
 
 **Errors** always look like `{"error": {"code": "...", "message": "...", "details": ...}}`.
 """
@@ -86,7 +93,7 @@ def create_app(
                                 replay_wait=replay_wait or ReplayWait())
     install_error_handlers(app)
 
-    api = APIRouter(prefix=API_PREFIX, responses=error_responses(401, 403, 413, 422, 429, 500))
+    api = APIRouter(prefix=API_PREFIX, responses=error_responses(401, 403, 408, 413, 422, 429, 500))
     for module in (diamonds, analytics, triggers, pricing_rules, operations, orchestration):
         api.include_router(module.router)
     app.include_router(health.router)
@@ -95,11 +102,14 @@ def create_app(
     app.add_middleware(
         AuthMiddleware,
         authenticator=Authenticator(
-            db, settings.hmac_secrets, now,
+            db, settings.hmac_secrets, now, key_cache_s=settings.api_key_cache_s,
             hmac_scopes={client: AccessScope(scope) for client, scope in settings.hmac_scopes.items()},
         ),
-        limiter=RateLimiter(settings.rate_limit_per_minute, lambda: now().timestamp()),
+        limiter=SharedRateLimiter(db, settings.rate_limit_per_minute, now),
+        auth_failures=RateLimiter(settings.auth_failures_per_minute, lambda: now().timestamp()),
+        limits=BodyLimits(settings.api_max_body_bytes, settings.api_request_timeout_s),
         is_protected=is_protected,
+        required_scope=ScopeTable(app),
     )
     install_cors(app, settings.cors_origins)  # outermost: preflights are answered before authentication
 

@@ -35,6 +35,25 @@ class ReplayWait:
     retry_after_s: int = 2
 
 
+class EstimateCache:
+    """Planner estimates per filter set, kept `ttl_s`: an estimate is approximate anyway, and the statistics it
+    comes from change only when the table is analysed. Bounded: full means cleared, not grown."""
+
+    def __init__(self, ttl_s: float = 10.0, max_entries: int = 1_000) -> None:
+        self._ttl_s = ttl_s
+        self._max = max_entries
+        self._entries: dict[str, tuple[int, float]] = {}
+
+    def get(self, key: str, now: float) -> int | None:
+        found = self._entries.get(key)
+        return found[0] if found is not None and found[1] > now else None
+
+    def put(self, key: str, estimate: int, now: float) -> None:
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[key] = (estimate, now + self._ttl_s)
+
+
 @dataclass
 class ApiContext:
     db: Database
@@ -43,6 +62,7 @@ class ApiContext:
     control: PipelineControl | None
     clock: Callable[[], datetime]
     replay_wait: ReplayWait = field(default_factory=ReplayWait)
+    estimates: EstimateCache = field(default_factory=EstimateCache)
     _cursor_key: bytes | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

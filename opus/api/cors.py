@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from opus.api.security import API_KEY_HEADER, CLIENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from opus.api.security import API_KEY_HEADER, CLIENT_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 ALLOWED_METHODS = ("GET", "POST", "PUT", "DELETE")
 ALLOWED_HEADERS = (
-    API_KEY_HEADER, CLIENT_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER, "Idempotency-Key", "Content-Type",
+    API_KEY_HEADER, CLIENT_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER, "Idempotency-Key", "Content-Type",
 )
-EXPOSED_HEADERS = ("Retry-After", "WWW-Authenticate")
+EXPOSED_HEADERS = ("Retry-After", "WWW-Authenticate", "RateLimit", "RateLimit-Policy")
 PREFLIGHT_MAX_AGE_S = 600
 
 

@@ -36,6 +36,7 @@ _STATUS_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -108,6 +109,9 @@ def _opus_error(_: Request, exc: Exception) -> JSONResponse:
 
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if any(err.get("type") == "json_invalid" for err in exc.errors()):
+        # A body that is not JSON at all is malformed (400); JSON that breaks the schema is invalid (422).
+        return error_response(400, "the request body is not valid JSON", code="invalid_body")
     problems = [
         {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", "")), "type": err.get("type")}
         for err in exc.errors()
@@ -121,7 +125,8 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     message = exc.detail if isinstance(exc.detail, str) else _STATUS_CODES.get(exc.status_code, "error")
-    return error_response(exc.status_code, message, headers=dict(exc.headers or {}) or None)
+    code = "invalid_body" if exc.status_code == 400 else None  # FastAPI's "error parsing the body"
+    return error_response(exc.status_code, message, code=code, headers=dict(exc.headers or {}) or None)
 
 
 def database_unavailable() -> JSONResponse:

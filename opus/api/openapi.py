@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import fastapi.routing
 from fastapi import FastAPI
-from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 
-from opus.api.security import API_KEY_HEADER, CLIENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, RequireScope
-from opus.domain.auth import HMAC_WINDOW_S
+from opus.api.routes import route_scopes
+from opus.api.schemas.common import error_responses
+from opus.api.security import API_KEY_HEADER, CLIENT_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from opus.domain.auth import HMAC_WINDOW_S, NONCE_MAX_LENGTH, NONCE_MIN_LENGTH
 
 SECURITY_SCHEMES: dict[str, Any] = {
     "ApiKey": {
@@ -26,54 +25,42 @@ SECURITY_SCHEMES: dict[str, Any] = {
     },
     "HmacClientId": {
         "type": "apiKey", "in": "header", "name": CLIENT_HEADER,
-        "description": "HMAC signing, part 1 of 3: a client id configured in HMAC_SECRETS. HMAC clients have the "
-        "admin scope.",
+        "description": "HMAC signing, part 1 of 4: a client id configured in HMAC_SECRETS. An HMAC client has the "
+        "read scope unless HMAC_SCOPES grants it trade or admin.",
     },
     "HmacTimestamp": {
         "type": "apiKey", "in": "header", "name": TIMESTAMP_HEADER,
-        "description": f"HMAC signing, part 2 of 3: Unix seconds, within {HMAC_WINDOW_S} s of the server's clock.",
+        "description": f"HMAC signing, part 2 of 4: Unix seconds, within {HMAC_WINDOW_S} s of the server's clock.",
+    },
+    "HmacNonce": {
+        "type": "apiKey", "in": "header", "name": NONCE_HEADER,
+        "description": f"HMAC signing, part 3 of 4: a value never used before by this client, "
+        f"{NONCE_MIN_LENGTH} to {NONCE_MAX_LENGTH} characters of A-Z, a-z, 0-9, `_` and `-` (e.g. a UUID4 in "
+        "hex). Each nonce is accepted once, so two identical requests need two nonces.",
     },
     "HmacSignature": {
         "type": "apiKey", "in": "header", "name": SIGNATURE_HEADER,
-        "description": "HMAC signing, part 3 of 3: lowercase hex HMAC-SHA256 with the client's secret over "
-        "`METHOD\\nPATH_WITH_QUERY\\nTIMESTAMP\\nHEX_SHA256(BODY)`, where PATH_WITH_QUERY is the path exactly as "
-        "sent plus `?` and the raw query string when there is one. Each signature is accepted once.",
+        "description": "HMAC signing, part 4 of 4: the HMAC-SHA256 with the client's secret, as 64 lowercase hex "
+        "digits (upper case is refused), over `METHOD\\nPATH_WITH_QUERY\\nTIMESTAMP\\nNONCE\\nHEX_SHA256(BODY)`, "
+        "where PATH_WITH_QUERY is the path exactly as sent plus `?` and the raw query string when there is one, "
+        "and HEX_SHA256 is lowercase hex too.",
     },
 }
+RATE_LIMIT_HEADERS: dict[str, Any] = {
+    "RateLimit-Policy": {"description": "The credential's quota: `\"credential\";q=<requests>;w=<seconds>` "
+                         "(draft-ietf-httpapi-ratelimit-headers).", "schema": {"type": "string"}},
+    "RateLimit": {"description": "What is left of it: `\"credential\";r=<remaining>;t=<seconds until full>`.",
+                  "schema": {"type": "string"}},
+}
+RETRY_AFTER = {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
 # Shared enums defined in the domain, which has no reason to carry API wording.
 ENUM_DESCRIPTIONS = {
     "Availability": "Whether a stone can be bought: AVAILABLE, ON_HOLD, SOLD, MEMO, or UNKNOWN when the feed "
     "says something else.",
 }
-SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"HmacClientId": [], "HmacTimestamp": [], "HmacSignature": []}]
-
-
-def _scope_of(dependant: Dependant) -> str | None:
-    for dep in dependant.dependencies:
-        if isinstance(dep.call, RequireScope):
-            return dep.call.scope.value
-        found = _scope_of(dep)
-        if found:
-            return found
-    return None
-
-
-def _api_routes(app: FastAPI) -> list[Any]:
-    # FastAPI >= 0.16x keeps included routers unflattened and exposes the effective routes through
-    # iter_route_contexts; older versions list flattened APIRoutes in app.routes.
-    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
-    if iterate is not None:
-        return [r for r in iterate(app.routes) if isinstance(getattr(r, "dependant", None), Dependant)]
-    return [r for r in app.routes if isinstance(r, APIRoute)]
-
-
-def route_scopes(app: FastAPI) -> dict[tuple[str, str], str | None]:
-    """(METHOD, path) -> the scope the route requires, None when it requires none."""
-    scopes: dict[tuple[str, str], str | None] = {}
-    for route in _api_routes(app):
-        for method in route.methods or ():
-            scopes[(method, route.path_format)] = _scope_of(route.dependant)
-    return scopes
+SECURITY: list[dict[str, list[str]]] = [
+    {"ApiKey": []}, {"HmacClientId": [], "HmacTimestamp": [], "HmacNonce": [], "HmacSignature": []},
+]
 
 
 def build_openapi(app: FastAPI, is_protected: Any) -> dict[str, Any]:
@@ -95,8 +82,21 @@ def build_openapi(app: FastAPI, is_protected: Any) -> dict[str, Any]:
                 operation["security"] = []
                 continue
             operation["security"] = SECURITY
+            _declare_limits(operation)
             scope = scopes.get((method.upper(), path))
             operation["x-required-scope"] = scope
             operation["description"] = f"{operation.get('description', '')}\n\nRequires scope: `{scope}`.".strip()
     app.openapi_schema = schema
     return schema
+
+
+def _declare_limits(operation: dict[str, Any]) -> None:
+    """Every answer past authentication carries the rate-limit fields; a body that is not JSON is a 400."""
+    responses = operation["responses"]
+    if "requestBody" in operation and "400" not in responses:
+        responses["400"] = dict(responses["422"], description=error_responses(400)[400]["description"])
+    for status, response in responses.items():
+        if status not in ("401", "408", "413"):
+            response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
+    responses["429"].setdefault("headers", {})["Retry-After"] = RETRY_AFTER
+

@@ -2,142 +2,45 @@
 
 Authentication runs as ASGI middleware in front of every `/api/v2` path except the documentation, so a route
 added later is protected without remembering anything, and an unauthenticated caller learns nothing about
-which routes exist or what they accept (401 comes before 404, 405 and body validation). Authorisation is a
-per-route dependency (`RequireScope`), because the needed scope is a property of the route.
+which routes exist or what they accept (401 comes before 404, 405 and body validation). The scope is checked
+there too, before the body is read or parsed (`ScopeTable` finds the route first); `RequireScope` stays on each
+route because the needed scope is a property of the route, and it is what the OpenAPI document reads.
+
+What a hostile or careless client can cost is bounded here: failed authentications per client address
+(`auth_failures`), the size of every body (`limits.max_body_bytes`, 413) and the time it may take to arrive
+(`limits.body_timeout_s`, 408), and requests per credential across every instance (`SharedRateLimiter`).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
 
 import anyio
 from fastapi import Request
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from opus.api.credentials import (
+    API_KEY_HEADER,
+    CHALLENGE,
+    CLIENT_HEADER,
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Authenticator,
+    PendingSignature,
+    Principal,
+    unauthorized,
+)
 from opus.api.errors import DATABASE_UNAVAILABLE, ApiError, database_unavailable, error_response
-from opus.api.ratelimit import RateLimiter
-from opus.db.pool import Database
-from opus.db.queries import Queries
-from opus.domain import auth
+from opus.api.ratelimit import Quota, RateLimiter, SharedRateLimiter
 from opus.domain.auth import Scope as AccessScope
 
-Q = Queries("api_auth")
-API_KEY_HEADER = "X-API-Key"
-CLIENT_HEADER = "X-Client-Id"
-TIMESTAMP_HEADER = "X-Timestamp"
-SIGNATURE_HEADER = "X-Signature"
-CHALLENGE = (
-    'ApiKey realm="opus", header="X-API-Key", '
-    'HMAC-SHA256 realm="opus", headers="X-Client-Id X-Timestamp X-Signature"'
-)
-MAX_SIGNED_BODY = 1_048_576  # HMAC needs the whole body in memory before the route runs
-TOUCH_INTERVAL_S = 60.0
-PRUNE_INTERVAL_S = 60.0
-# HMAC clients are operators' own systems configured by hand in HMAC_SECRETS, hence the full scope unless
-# `hmac_scopes` names another for a client.
-HMAC_SCOPE = AccessScope.ADMIN
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller. `id` is stable per credential: it keys rate limits and ownership of holds."""
-
-    id: str
-    name: str
-    scope: AccessScope
-
-
-def _unauthorized(message: str) -> ApiError:
-    return ApiError(401, message, headers={"WWW-Authenticate": CHALLENGE})
-
-
-class Authenticator:
-    """Checks credentials against the database (keys) and the settings (HMAC secrets)."""
-
-    def __init__(
-        self, db: Database, hmac_secrets: Mapping[str, str], clock: Callable[[], datetime], *,
-        hmac_scopes: Mapping[str, AccessScope] | None = None,
-    ) -> None:
-        self._db = db
-        self._secrets = dict(hmac_secrets)
-        self._hmac_scopes = dict(hmac_scopes or {})
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._touched: dict[int, float] = {}
-        self._last_prune = 0.0
-
-    def authenticate(self, method: str, path_with_query: str, headers: Headers, body: bytes) -> Principal:
-        key = headers.get(API_KEY_HEADER)
-        if key is not None:
-            return self._by_key(key)
-        if any(h in headers for h in (CLIENT_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)):
-            return self._by_signature(method, path_with_query, headers, body)
-        raise _unauthorized(f"credentials required: an {API_KEY_HEADER} header or an HMAC signature")
-
-    def _by_key(self, key: str) -> Principal:
-        parsed = auth.parse_key(key.strip())
-        if parsed is None:
-            raise _unauthorized("invalid API key")
-        with self._db.connection() as conn:
-            row = conn.execute(Q.key_by_prefix, {"prefix": parsed.prefix}).fetchone()
-        if row is None or not auth.key_matches(key.strip(), row["digest"]):
-            raise _unauthorized("invalid API key")
-        if row["revoked_at"] is not None:
-            raise _unauthorized("this API key has been revoked")
-        self._touch(int(row["id"]))
-        return Principal(f"key:{row['id']}", str(row["name"]), AccessScope(row["scope"]))
-
-    def _touch(self, key_id: int) -> None:
-        # Remembering the last write here saves a round trip per request; the SQL guard covers other processes.
-        now = self._clock()
-        stamp = now.timestamp()
-        with self._lock:
-            if stamp - self._touched.get(key_id, float("-inf")) < TOUCH_INTERVAL_S:
-                return
-            self._touched[key_id] = stamp
-        with self._db.transaction() as conn:
-            conn.execute(Q.touch_key, {"id": key_id, "now": now})
-
-    def _by_signature(self, method: str, path_with_query: str, headers: Headers, body: bytes) -> Principal:
-        client_id = headers.get(CLIENT_HEADER, "")
-        signature = headers.get(SIGNATURE_HEADER, "")
-        timestamp_text = headers.get(TIMESTAMP_HEADER, "")
-        if not (client_id and signature and timestamp_text):
-            raise _unauthorized(f"HMAC needs {CLIENT_HEADER}, {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}")
-        timestamp = auth.parse_timestamp(timestamp_text)
-        if timestamp is None:
-            raise _unauthorized(f"{TIMESTAMP_HEADER} must be Unix seconds")
-        now = self._clock()
-        if not auth.timestamp_fresh(timestamp, now.timestamp()):
-            raise _unauthorized(f"{TIMESTAMP_HEADER} is more than {auth.HMAC_WINDOW_S} s from the server's time")
-        secret = auth.find_secret(self._secrets, client_id)
-        if secret is None or not auth.signature_matches(
-            secret, method, path_with_query, timestamp_text, body, signature
-        ):
-            raise _unauthorized("invalid signature")
-        self._remember(client_id, signature.strip().lower(), timestamp, now)
-        return Principal(f"hmac:{client_id}", client_id, self._hmac_scopes.get(client_id, HMAC_SCOPE))
-
-    def _remember(self, client_id: str, signature: str, timestamp: int, now: datetime) -> None:
-        """Refuse a signature seen before; rows outlive the freshness window, after which they are pruned."""
-        expires = datetime.fromtimestamp(timestamp, tz=now.tzinfo) + timedelta(seconds=auth.HMAC_WINDOW_S + 1)
-        prune = False
-        with self._lock:
-            if now.timestamp() - self._last_prune >= PRUNE_INTERVAL_S:
-                self._last_prune, prune = now.timestamp(), True
-        with self._db.transaction() as conn:
-            if prune:
-                conn.execute(Q.prune_signatures, {"now": now})
-            fresh = conn.execute(
-                Q.remember_signature, {"signature": signature, "client_id": client_id, "expires_at": expires}
-            ).fetchone()
-        if fresh is None:
-            raise _unauthorized("this signature was already used (replay)")
+__all__ = [
+    "ADMIN", "API_KEY_HEADER", "CHALLENGE", "CLIENT_HEADER", "NONCE_HEADER", "READ", "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER", "TRADE", "AuthMiddleware", "Authenticator", "BodyLimits", "Principal", "RequireScope",
+]
 
 
 class RequireScope:
@@ -149,11 +52,14 @@ class RequireScope:
     async def __call__(self, request: Request) -> Principal:
         principal = request.scope.get("state", {}).get("principal")
         if not isinstance(principal, Principal):
-            raise _unauthorized("credentials required")
+            raise unauthorized("credentials required")
         if not principal.scope.allows(self.scope):
-            raise ApiError(403, f"this route needs the {self.scope.value!r} scope; the credential has "
-                           f"{principal.scope.value!r}")
+            raise forbidden(self.scope, principal.scope)
         return principal
+
+
+def forbidden(needed: AccessScope, held: AccessScope) -> ApiError:
+    return ApiError(403, f"this route needs the {needed.value!r} scope; the credential has {held.value!r}")
 
 
 READ = RequireScope(AccessScope.READ)
@@ -161,56 +67,138 @@ TRADE = RequireScope(AccessScope.TRADE)
 ADMIN = RequireScope(AccessScope.ADMIN)
 
 
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    max_body_bytes: int
+    body_timeout_s: float
+
+
 class AuthMiddleware:
-    """Authenticate and rate-limit every protected request before routing."""
+    """Authenticate, rate-limit and authorise every protected request before routing."""
 
     def __init__(
-        self, app: ASGIApp, *, authenticator: Authenticator, limiter: RateLimiter,
-        is_protected: Callable[[str], bool],
+        self, app: ASGIApp, *, authenticator: Authenticator, limiter: SharedRateLimiter,
+        auth_failures: RateLimiter, limits: BodyLimits, is_protected: Callable[[str], bool],
+        required_scope: Callable[[Scope], AccessScope | None],
     ) -> None:
         self.app = app
         self.authenticator = authenticator
         self.limiter = limiter
+        self.auth_failures = auth_failures
+        self.limits = limits
         self.is_protected = is_protected
+        self.required_scope = required_scope
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.is_protected(_route_path(scope)):
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        signed = _needs_body(headers)
-        body = b""
-        if signed:
-            try:
-                body = await _read_body(receive)
-            except ApiError as exc:
-                await error_response(exc.status, str(exc), code=exc.code)(scope, receive, send)
-                return
-        path = _path_with_query(scope)
+        source = _source(scope)
+        refused = self.auth_failures.blocked(source)
+        if not refused.allowed:
+            # Checked before the credential, so a guesser costs no database lookup at all.
+            await error_response(
+                429, f"more than {self.auth_failures.per_minute} failed authentications a minute from this "
+                "address", code="too_many_failures", headers={"Retry-After": str(refused.retry_after_s)},
+            )(scope, receive, send)
+            return
         try:
-            principal = await anyio.to_thread.run_sync(
-                self.authenticator.authenticate, scope["method"], path, headers, body
-            )
+            principal, quota, body = await self._admit(scope, receive)
         except ApiError as exc:
+            if exc.status == 401:
+                self.auth_failures.check(source)
             await error_response(exc.status, str(exc), code=exc.code, headers=exc.headers)(scope, receive, send)
             return
         except DATABASE_UNAVAILABLE:
             await database_unavailable()(scope, receive, send)
             return
-        decision = self.limiter.check(principal.id)
-        if not decision.allowed:
+        except _ClientGone:
+            return
+        if not quota.allowed:
             response = error_response(
                 429, f"more than {self.limiter.per_minute} requests a minute for this credential",
-                headers={"Retry-After": str(decision.retry_after_s)},
+                headers=quota.headers(),
             )
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, _replay(body, receive) if signed else receive, send)
+        await self.app(scope, _replay(body, receive), _with_headers(send, quota.headers()))
+
+    async def _admit(self, scope: Scope, receive: Receive) -> tuple[Principal, Quota, bytes]:
+        """The caller, their quota and the whole body, or the ApiError that refuses the request."""
+        headers = Headers(scope=scope)
+        declared = _declared_length(headers)
+        if declared is not None and declared > self.limits.max_body_bytes:
+            raise self._too_large()
+        method, path = scope["method"], _path_with_query(scope)
+        body: bytes | None = None
+        if API_KEY_HEADER not in headers and any(
+            h in headers for h in (CLIENT_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER, NONCE_HEADER)
+        ):
+            # Everything but the signature is checked before the body is read: a stranger costs no buffering.
+            pending = self.authenticator.pending_signature(headers)
+            body = await self._read_body(receive)
+            principal, quota = await anyio.to_thread.run_sync(self._signed, pending, method, path, body)
+        else:
+            principal, quota = await anyio.to_thread.run_sync(self._keyed, headers)
+        if not quota.allowed:
+            return principal, quota, b""
+        needed = self.required_scope(scope)
+        if needed is not None and not principal.scope.allows(needed):
+            raise forbidden(needed, principal.scope)
+        if body is None:
+            body = await self._read_body(receive)
+        return principal, quota, body
+
+    def _keyed(self, headers: Headers) -> tuple[Principal, Quota]:
+        principal = self.authenticator.authenticate(headers)
+        return principal, self.limiter.take(principal.id)
+
+    def _signed(self, pending: PendingSignature, method: str, path: str, body: bytes) -> tuple[Principal, Quota]:
+        principal = self.authenticator.verify_signature(pending, method, path, body)
+        return principal, self.limiter.take(principal.id)
+
+    def _too_large(self) -> ApiError:
+        return ApiError(413, f"a request body may be at most {self.limits.max_body_bytes} bytes",
+                        headers={"Connection": "close"})
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with anyio.fail_after(self.limits.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.limits.max_body_bytes:
+                        raise self._too_large()
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise ApiError(408, f"the request body did not arrive within {self.limits.body_timeout_s:g} s",
+                           code="request_timeout", headers={"Connection": "close"}) from None
 
 
-def _needs_body(headers: Headers) -> bool:
-    return API_KEY_HEADER not in headers and SIGNATURE_HEADER in headers
+class _ClientGone(Exception):
+    """The client disconnected before its body arrived: there is no one to answer."""
+
+
+def _source(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _declared_length(headers: Headers) -> int | None:
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise ApiError(400, "Content-Length must be a plain number of bytes", headers={"Connection": "close"})
+    return int(value)
 
 
 def _route_path(scope: Scope) -> str:
@@ -220,27 +208,10 @@ def _route_path(scope: Scope) -> str:
 
 
 def _path_with_query(scope: Scope) -> str:
-    raw: Any = scope.get("raw_path")
+    raw = scope.get("raw_path")
     path = raw.decode("latin-1") if isinstance(raw, bytes | bytearray) else scope["path"]
     query = scope.get("query_string", b"").decode("latin-1")
-    return f"{path}?{query}" if query else path
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_SIGNED_BODY:
-            raise ApiError(413, f"a signed request body may be at most {MAX_SIGNED_BODY} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+    return f"{path}?{query}" if query else str(path)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -254,3 +225,14 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def _with_headers(send: Send, extra: dict[str, str]) -> Send:
+    raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()]
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *raw]}
+        await send(message)
+
+    return sending

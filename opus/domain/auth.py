@@ -6,10 +6,11 @@ deterministic and testable with plain values.
 API key: `opus_<prefix>_<secret>`. The prefix (8 lowercase letters and digits) is stored in clear and finds the
 row; only the SHA-256 hex digest of the whole key is stored, so a database leak reveals no usable key.
 
-HMAC: `X-Signature` is the hex HMAC-SHA256, keyed by the client's secret, of
-`METHOD \n PATH_WITH_QUERY \n TIMESTAMP \n HEX_SHA256(BODY)`, where PATH_WITH_QUERY is the path exactly as
-sent plus `?` and the raw query string when there is one. Signing the raw query means a changed filter is a
-changed signature.
+HMAC: `X-Signature` is the lowercase hex HMAC-SHA256, keyed by the client's secret, of
+`METHOD \n PATH_WITH_QUERY \n TIMESTAMP \n NONCE \n HEX_SHA256(BODY)`, where PATH_WITH_QUERY is the path exactly
+as sent plus `?` and the raw query string when there is one, and NONCE is the request's `X-Nonce`: a value the
+client never uses twice. Signing the raw query means a changed filter is a changed signature; the nonce is what
+the replay check remembers, so two identical requests in one second are two requests, not a replay.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ PREFIX_LENGTH: Final = 8
 MIN_SECRET_LENGTH: Final = 32
 PREFIX_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
 HMAC_WINDOW_S: Final = 300
+NONCE_MIN_LENGTH: Final = 16
+NONCE_MAX_LENGTH: Final = 128
+_NONCE = re.compile(rf"^[A-Za-z0-9_\-]{{{NONCE_MIN_LENGTH},{NONCE_MAX_LENGTH}}}$")
+# Exactly what `hexdigest()` gives: the documentation says lowercase, so only lowercase is accepted.
+_SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
 _PREFIX = re.compile(rf"^[a-z0-9]{{{PREFIX_LENGTH}}}$")
 _SECRET = re.compile(rf"^[A-Za-z0-9_\-]{{{MIN_SECRET_LENGTH},256}}$")
 
@@ -82,22 +88,31 @@ def key_matches(key: str, stored_digest: str) -> bool:
     return hmac.compare_digest(key_digest(key), stored_digest)
 
 
-def canonical_request(method: str, path_with_query: str, timestamp: str, body: bytes) -> str:
-    return "\n".join((method.upper(), path_with_query, timestamp, hashlib.sha256(body).hexdigest()))
+def canonical_request(method: str, path_with_query: str, timestamp: str, nonce: str, body: bytes) -> str:
+    return "\n".join((method.upper(), path_with_query, timestamp, nonce, hashlib.sha256(body).hexdigest()))
 
 
-def sign_request(secret: str, method: str, path_with_query: str, timestamp: str | int, body: bytes = b"") -> str:
+def sign_request(
+    secret: str, method: str, path_with_query: str, timestamp: str | int, body: bytes = b"", *, nonce: str
+) -> str:
     """The `X-Signature` value for a request (clients and tests use this too)."""
-    message = canonical_request(method, path_with_query, str(timestamp), body)
+    message = canonical_request(method, path_with_query, str(timestamp), nonce, body)
     return hmac.new(secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def signature_matches(
-    secret: str, method: str, path_with_query: str, timestamp: str, body: bytes, signature: str
+    secret: str, method: str, path_with_query: str, timestamp: str, body: bytes, signature: str, *, nonce: str
 ) -> bool:
-    """Constant-time check of a presented signature (case-insensitive hex)."""
-    expected = sign_request(secret, method, path_with_query, timestamp, body)
-    return hmac.compare_digest(expected, signature.strip().lower())
+    """Constant-time check of a presented signature: 64 lowercase hex digits, nothing else."""
+    if not _SIGNATURE.match(signature):
+        return False
+    expected = sign_request(secret, method, path_with_query, timestamp, body, nonce=nonce)
+    return hmac.compare_digest(expected, signature)
+
+
+def nonce_valid(nonce: str) -> bool:
+    """A nonce is 16 to 128 URL-safe characters (a UUID4 in hex, or 16+ random bytes in base64url)."""
+    return bool(_NONCE.match(nonce))
 
 
 def parse_timestamp(value: str) -> int | None:

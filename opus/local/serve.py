@@ -30,6 +30,20 @@ def build_app(runtime: LocalRuntime) -> FastAPI:
     return app
 
 
+# Request heads larger than this are refused by the HTTP parser before the app sees them (h11's own default).
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
+
+
+def server_config(app: FastAPI, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
+    """uvicorn as `opus serve` runs it. Bodies are bounded in size and arrival time by the API itself (so the
+    Azure runtime has the same limits); here, idle keep-alive connections are closed after API_KEEP_ALIVE_S and
+    request heads are bounded, so idle or half-open clients cannot pile up connections."""
+    return uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False,
+        timeout_keep_alive=settings.api_keep_alive_s, h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+    )
+
+
 def serve(
     settings: Settings, *, host: str, port: int, runtime: LocalRuntime | None = None,
     on_ready: Callable[[str], None] | None = None,
@@ -42,8 +56,7 @@ def serve(
         rt.start_consumers(workers=settings.worker_concurrency, consolidators=1)  # with housekeeping and queue pruning
         schedule = NightlySchedule(rt.deps, rt.coordinator, settings.schedule)
         schedule.start()
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(server_config(app, settings, host=host, port=port))
         if on_ready:
             _call_when_started(server, lambda: on_ready(f"http://{host}:{_bound_port(server, port)}"))
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -58,11 +59,13 @@ def assert_unauthorized(response: httpx.Response) -> None:
 
 
 def hmac_headers(method: str, path_with_query: str, body: bytes = b"", *, timestamp: int | None = None,
-                 secret: str = HMAC_SECRET, client_id: str = HMAC_CLIENT) -> dict[str, str]:
+                 secret: str = HMAC_SECRET, client_id: str = HMAC_CLIENT, nonce: str | None = None) -> dict[str, str]:
+    """Signed headers for one request; a fresh nonce each call unless one is given."""
     ts = int(time.time()) if timestamp is None else timestamp
+    once = nonce or uuid.uuid4().hex
     return {
-        "X-Client-Id": client_id, "X-Timestamp": str(ts),
-        "X-Signature": sign_request(secret, method, path_with_query, ts, body),
+        "X-Client-Id": client_id, "X-Timestamp": str(ts), "X-Nonce": once,
+        "X-Signature": sign_request(secret, method, path_with_query, ts, body, nonce=once),
     }
 
 

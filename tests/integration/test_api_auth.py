@@ -16,8 +16,8 @@ from starlette.routing import Route
 
 from opus.api.app import is_protected
 from opus.api.keys import create_key, list_keys, revoke_key
-from opus.api.ratelimit import RateLimiter
-from opus.api.security import Authenticator, AuthMiddleware, Principal
+from opus.api.ratelimit import RateLimiter, SharedRateLimiter
+from opus.api.security import Authenticator, AuthMiddleware, BodyLimits, Principal
 from opus.db.pool import Database
 from opus.domain.auth import Scope
 
@@ -49,15 +49,26 @@ def test_a_key_with_a_known_prefix_but_wrong_secret_is_401(client: TestClient, k
     assert client.get(SEARCH, headers={"X-API-Key": good}).status_code == 200
 
 
-def test_a_revoked_key_is_401(client: TestClient, db: Database) -> None:
+def test_a_revoked_key_is_401_within_the_key_cache_time(make_client: AppFactory, db: Database) -> None:
+    now = [datetime(2030, 1, 1, tzinfo=UTC)]
+    client = make_client(clock=lambda: now[0], api_key_cache_s=5.0)
     key = create_key(db, "leaving", "admin")
     assert client.get(SEARCH, headers={"X-API-Key": key}).status_code == 200
     prefix = key.split("_")[1]
     assert revoke_key(db, prefix) is True
     assert revoke_key(db, prefix) is False, "nothing left to revoke"
+    now[0] += timedelta(seconds=5.5)
     response = client.get(SEARCH, headers={"X-API-Key": key})
     assert_unauthorized(response)
     assert "revoked" in response.json()["error"]["message"]
+
+
+def test_without_a_key_cache_a_revocation_is_immediate(make_client: AppFactory, db: Database) -> None:
+    client = make_client(api_key_cache_s=0)
+    key = create_key(db, "leaving", "admin")
+    assert client.get(SEARCH, headers={"X-API-Key": key}).status_code == 200
+    revoke_key(db, key.split("_")[1])
+    assert_unauthorized(client.get(SEARCH, headers={"X-API-Key": key}))
 
 
 def test_revoke_by_id_and_unknown(db: Database) -> None:
@@ -127,14 +138,25 @@ def test_scopes_decide_which_routes_a_key_may_use(
 
 
 # --- HMAC -----------------------------------------------------------------------------------------------
-def test_a_good_hmac_signature_is_accepted_with_admin_scope(client: TestClient) -> None:
+def test_a_good_hmac_signature_is_accepted_with_the_read_scope_by_default(client: TestClient) -> None:
     path = "/api/v2/diamonds?shapes=ROUND&limit=5"
     response = client.get(path, headers=hmac_headers("GET", path))
     assert response.status_code == 200, response.text
+    assert client.get("/api/v2/me", headers=hmac_headers("GET", "/api/v2/me")).json()["scope"] == "read"
     body = b'{"type":"full"}'
     signed = hmac_headers("POST", "/api/v2/triggers/run", body)
     response = client.post("/api/v2/triggers/run", content=body,
                            headers={**signed, "Content-Type": "application/json"})
+    assert response.status_code == 403, "least privilege: an unlisted HMAC client only reads"
+    assert client.delete("/api/v2/pricing-rules/1", headers=hmac_headers("DELETE", "/api/v2/pricing-rules/1")
+                         ).status_code == 403
+
+
+def test_hmac_scopes_from_settings_widen_a_client(make_client: AppFactory) -> None:
+    client = make_client(hmac_scopes={HMAC_CLIENT: "admin"})
+    body = b'{"type":"full"}'
+    signed = hmac_headers("POST", "/api/v2/triggers/run", body)
+    response = client.post("/api/v2/triggers/run", content=body, headers={**signed, "Content-Type": "application/json"})
     assert response.status_code == 503, "admin scope reaches the trigger, which has no control in this app"
 
 
@@ -160,7 +182,7 @@ def test_an_unknown_client_or_wrong_secret_is_401(client: TestClient) -> None:
 
 def test_incomplete_hmac_headers_are_401(client: TestClient) -> None:
     headers = hmac_headers("GET", SEARCH)
-    for missing in ("X-Client-Id", "X-Timestamp", "X-Signature"):
+    for missing in ("X-Client-Id", "X-Timestamp", "X-Nonce", "X-Signature"):
         partial = {k: v for k, v in headers.items() if k != missing}
         assert_unauthorized(client.get(SEARCH, headers=partial))
     assert_unauthorized(client.get(SEARCH, headers={**headers, "X-Timestamp": "soon"}))
@@ -174,7 +196,7 @@ def test_a_stale_or_future_timestamp_is_401(client: TestClient, skew: int) -> No
     assert "X-Timestamp" in response.json()["error"]["message"]
 
 
-def test_a_replayed_signature_is_401_even_on_another_instance(make_client: AppFactory) -> None:
+def test_a_replayed_nonce_is_401_even_on_another_instance(make_client: AppFactory) -> None:
     first, second = make_client(), make_client()
     headers = hmac_headers("GET", SEARCH)
     assert first.get(SEARCH, headers=headers).status_code == 200
@@ -208,8 +230,8 @@ def test_expired_replay_entries_are_pruned(make_client: AppFactory, db: Database
     later = int(now[0].timestamp())
     assert client.get(SEARCH, headers=hmac_headers("GET", SEARCH, timestamp=later)).status_code == 200
     with db.connection() as conn:
-        rows = conn.execute("SELECT client_id FROM api_hmac_signatures").fetchall()
-    assert rows == [{"client_id": HMAC_CLIENT}], "the expired signature was pruned, the new one kept"
+        rows = conn.execute("SELECT client_id FROM api_hmac_nonces").fetchall()
+    assert rows == [{"client_id": HMAC_CLIENT}], "the expired nonce was pruned, the new one kept"
 
 
 # --- rate limits ----------------------------------------------------------------------------------------
@@ -234,8 +256,10 @@ def test_an_hmac_client_can_be_given_a_narrower_scope(db: Database) -> None:
         return PlainTextResponse("ok")
 
     app = Starlette(routes=[Route("/api/v2/x", endpoint)])
-    app.add_middleware(AuthMiddleware, authenticator=authenticator, limiter=RateLimiter(10, time.monotonic),
-                       is_protected=is_protected)
+    app.add_middleware(AuthMiddleware, authenticator=authenticator,
+                       limiter=SharedRateLimiter(db, 10, lambda: datetime.now(UTC)),
+                       auth_failures=RateLimiter(10, time.monotonic), limits=BodyLimits(1024, 1.0),
+                       is_protected=is_protected, required_scope=lambda _: None)
     with TestClient(app) as inner:
         assert inner.get("/api/v2/x", headers=hmac_headers("GET", "/api/v2/x", secret="s")).status_code == 200
     assert seen[0].scope == Scope.READ

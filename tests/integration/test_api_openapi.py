@@ -47,7 +47,8 @@ def test_unknown_api_paths_are_401_before_404_and_404_with_credentials(client: T
 def test_the_document_declares_security_scopes_and_descriptions(client: TestClient) -> None:
     document = client.get("/api/v2/openapi.json").json()
     schemes = document["components"]["securitySchemes"]
-    assert {s["name"] for s in schemes.values()} == {"X-API-Key", "X-Client-Id", "X-Timestamp", "X-Signature"}
+    assert {s["name"] for s in schemes.values()} == {
+        "X-API-Key", "X-Client-Id", "X-Timestamp", "X-Nonce", "X-Signature"}
     assert all(s.get("description") for s in schemes.values())
     for path, method, op in _operations(client):
         assert op.get("description"), f"{method} {path} has no description"
@@ -55,7 +56,8 @@ def test_the_document_declares_security_scopes_and_descriptions(client: TestClie
             assert parameter.get("description"), f"{method} {path} {parameter['name']} is not described"
         assert op.get("summary"), f"{method} {path} has no summary"
         if is_protected(path):
-            assert op["security"] == [{"ApiKey": []}, {"HmacClientId": [], "HmacTimestamp": [], "HmacSignature": []}]
+            assert op["security"] == [
+                {"ApiKey": []}, {"HmacClientId": [], "HmacTimestamp": [], "HmacNonce": [], "HmacSignature": []}]
             assert op["x-required-scope"] in ("read", "trade", "admin"), f"{method} {path} has no scope"
             assert {"401", "403"} <= set(op["responses"])  # type: ignore[call-overload]
         else:
@@ -79,8 +81,8 @@ def test_validation_errors_use_the_common_shape(client: TestClient, auth: Auth) 
     assert error["details"][0]["loc"] == ["query", "limit"]
     response = client.post("/api/v2/pricing-rules", content=b"{not json", headers={
         **auth("admin"), "Content-Type": "application/json"})
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] == "validation_failed"
+    assert response.status_code == 400, "a body that is not JSON is malformed, not invalid"
+    assert response.json()["error"]["code"] == "invalid_body"
 
 
 def test_a_lost_database_is_503_not_500(database_url: str, settings: Settings, keys: dict[str, str]) -> None:

@@ -18,6 +18,8 @@ from opus.domain.auth import Scope
 PREFIX = "ab12cd34"
 SECRET = "A" * 20 + "_-" + "z9" * 10  # 42 URL-safe characters, with the separator inside the secret
 
+NONCE = "f3c1d2e4b5a69788"
+
 
 def test_a_key_round_trips_through_format_and_parse() -> None:
     key = auth.format_key(PREFIX, SECRET)
@@ -63,30 +65,43 @@ def test_scopes_are_ordered_read_trade_admin() -> None:
 
 def test_signature_is_hmac_sha256_over_the_documented_canonical_string() -> None:
     body = b'{"type": "full"}'
-    expected_message = "POST\n/api/v2/triggers/run?x=1\n1700000000\n" + hashlib.sha256(body).hexdigest()
+    nonce = "0123456789abcdef0123"
+    expected_message = (f"POST\n/api/v2/triggers/run?x=1\n1700000000\n{nonce}\n" + hashlib.sha256(body).hexdigest())
     expected = hmac.new(b"s3cret", expected_message.encode(), hashlib.sha256).hexdigest()
-    assert auth.sign_request("s3cret", "post", "/api/v2/triggers/run?x=1", 1700000000, body) == expected
-    assert auth.signature_matches("s3cret", "POST", "/api/v2/triggers/run?x=1", "1700000000", body, expected)
-    assert auth.signature_matches("s3cret", "POST", "/api/v2/triggers/run?x=1", "1700000000", body,
-                                  expected.upper())
+    assert auth.sign_request("s3cret", "post", "/api/v2/triggers/run?x=1", 1700000000, body, nonce=nonce) == expected
+    assert auth.signature_matches("s3cret", "POST", "/api/v2/triggers/run?x=1", "1700000000", body, expected,
+                                  nonce=nonce)
+    # The documentation says lowercase hex, so that is all the check accepts.
+    for spelled in (expected.upper(), f" {expected}", expected[:-1]):
+        assert not auth.signature_matches("s3cret", "POST", "/api/v2/triggers/run?x=1", "1700000000", body,
+                                          spelled, nonce=nonce)
+
+
+def test_nonces_are_16_to_128_url_safe_characters() -> None:
+    assert auth.nonce_valid("a" * 16)
+    assert auth.nonce_valid("A-_9" * 32)
+    for bad in ("", "a" * 15, "a" * 129, "has space 123456", "ünïcödé-1234567"):
+        assert not auth.nonce_valid(bad)
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "timestamp", "body", "secret"),
+    ("method", "path", "timestamp", "body", "secret", "nonce"),
     [
-        ("GET", "/api/v2/triggers/run?x=1", "1700000000", b'{"type": "full"}', "s3cret"),
-        ("POST", "/api/v2/triggers/run?x=2", "1700000000", b'{"type": "full"}', "s3cret"),
-        ("POST", "/api/v2/triggers/run", "1700000000", b'{"type": "full"}', "s3cret"),
-        ("POST", "/api/v2/triggers/run?x=1", "1700000001", b'{"type": "full"}', "s3cret"),
-        ("POST", "/api/v2/triggers/run?x=1", "1700000000", b'{"type": "incremental"}', "s3cret"),
-        ("POST", "/api/v2/triggers/run?x=1", "1700000000", b'{"type": "full"}', "other"),
+        ("GET", "/api/v2/triggers/run?x=1", "1700000000", b'{"type": "full"}', "s3cret", NONCE),
+        ("POST", "/api/v2/triggers/run?x=2", "1700000000", b'{"type": "full"}', "s3cret", NONCE),
+        ("POST", "/api/v2/triggers/run", "1700000000", b'{"type": "full"}', "s3cret", NONCE),
+        ("POST", "/api/v2/triggers/run?x=1", "1700000001", b'{"type": "full"}', "s3cret", NONCE),
+        ("POST", "/api/v2/triggers/run?x=1", "1700000000", b'{"type": "incremental"}', "s3cret", NONCE),
+        ("POST", "/api/v2/triggers/run?x=1", "1700000000", b'{"type": "full"}', "other", NONCE),
+        ("POST", "/api/v2/triggers/run?x=1", "1700000000", b'{"type": "full"}', "s3cret", NONCE + "x"),
     ],
 )
 def test_any_change_to_the_signed_parts_breaks_the_signature(
-    method: str, path: str, timestamp: str, body: bytes, secret: str
+    method: str, path: str, timestamp: str, body: bytes, secret: str, nonce: str
 ) -> None:
-    good = auth.sign_request("s3cret", "POST", "/api/v2/triggers/run?x=1", 1700000000, b'{"type": "full"}')
-    assert not auth.signature_matches(secret, method, path, timestamp, body, good)
+    good = auth.sign_request("s3cret", "POST", "/api/v2/triggers/run?x=1", 1700000000, b'{"type": "full"}',
+                             nonce=NONCE)
+    assert not auth.signature_matches(secret, method, path, timestamp, body, good, nonce=nonce)
 
 
 def test_timestamps_are_plain_unix_seconds_within_the_window() -> None:
@@ -109,8 +124,8 @@ def test_find_secret_knows_only_configured_clients() -> None:
 @given(st.binary(max_size=200), st.text(max_size=40))
 def test_a_signature_always_verifies_against_itself(body: bytes, query: str) -> None:
     path = "/api/v2/diamonds" + (f"?{query}" if query else "")
-    signature = auth.sign_request("k", "GET", path, 5, body)
-    assert auth.signature_matches("k", "GET", path, "5", body, signature)
+    signature = auth.sign_request("k", "GET", path, 5, body, nonce=NONCE)
+    assert auth.signature_matches("k", "GET", path, "5", body, signature, nonce=NONCE)
 
 
 class FakeTime:

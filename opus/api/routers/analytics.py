@@ -9,14 +9,15 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from opus.api.context import ApiContext, get_context
 from opus.api.schemas.analytics import AlertOut, ErrorLogOut, RunDetail, RunOut, RunPage, Summary, SupplierOut
-from opus.api.schemas.common import MAX_BIGINT, error_responses
+from opus.api.schemas.common import MAX_BIGINT, Digits, error_responses
 from opus.api.security import READ
 from opus.api.services import analytics
 
 router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=[Depends(READ)])
 Ctx = Annotated[ApiContext, Depends(get_context)]
-Limit = Annotated[int, Query(ge=1, le=100, description="Items per page.")]
-BeforeId = Annotated[int | None, Query(ge=1, le=MAX_BIGINT, description="Only items with a smaller id (paging).")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Items per page."), Digits]
+BeforeId = Annotated[int | None,
+                     Query(ge=1, le=MAX_BIGINT, description="Only items with a smaller id (paging)."), Digits]
 RunFilter = Annotated[UUID | None, Query(description="Only items of this run.")]
 
 
@@ -30,7 +31,7 @@ def summary(ctx: Ctx) -> Any:
             description="Pipeline runs, newest first, paged with `limit` and `offset`.")
 def runs(
     ctx: Ctx, limit: Limit = 20,
-    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Runs to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Runs to skip."), Digits] = 0,
     status: Annotated[Literal["planning", "running", "consolidating", "completed", "failed"] | None,
                       Query(description="Only runs in this state.")] = None,
 ) -> RunPage:
@@ -46,7 +47,9 @@ def run(ctx: Ctx, run_id: Annotated[UUID, Path(description="The run's id.")]) ->
 
 @router.get("/suppliers", response_model=list[SupplierOut], summary="Suppliers",
             description="Active stones and their value per supplier, largest value first.")
-def suppliers(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000, description="Suppliers to list.")] = 100) -> Any:
+def suppliers(
+    ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000, description="Suppliers to list."), Digits] = 100,
+) -> Any:
     return analytics.suppliers(ctx, limit=limit)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
 
 from opus.api.context import ApiContext, get_context
-from opus.api.schemas.common import MAX_BIGINT, error_responses
+from opus.api.schemas.common import MAX_BIGINT, Digits, error_responses
 from opus.api.schemas.diamonds import DiamondOut, SearchPage, SearchQuery
 from opus.api.schemas.trading import AvailabilityIn, HoldOut, PurchaseIn, PurchaseOut
 from opus.api.security import ADMIN, READ, TRADE, Principal
@@ -24,7 +24,9 @@ PURCHASE_CONFLICT: dict[str, Any] = {
     "headers": {"Retry-After": {"description": "With `purchase_in_progress`: seconds to wait before retrying.",
                                 "schema": {"type": "integer"}}},
 }
-DiamondId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="Opus's id of the stone.")]
+# Printable ASCII without leading or trailing spaces: what a header can carry unchanged through proxies.
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
+DiamondId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="Opus's id of the stone."), Digits]
 
 
 @router.get(
@@ -79,14 +81,15 @@ def release_hold(ctx: Ctx, diamond_id: DiamondId, principal: Annotated[Principal
     "second order, even when the repeats arrive at the same time. A repeat that arrives while the first request "
     "is still waiting for the feed waits a few seconds for its answer; if the feed is slower still, it gets 409 "
     "`purchase_in_progress` with `Retry-After` (the same answer for every such repeat): retry with the same key. "
-    "The same key for another stone is refused (422). Sold stones, stones held by another client and stones "
-    "another key is buying give 409 `conflict`.",
+    "A missing or malformed key is refused (422), and so is the same key for another stone. Sold stones, stones "
+    "held by another client and stones another key is buying give 409 `conflict`.",
 )
 def purchase(
     ctx: Ctx, diamond_id: DiamondId, principal: Annotated[Principal, Depends(TRADE)],
-    idempotency_key: Annotated[str | None, Header(
-        alias="Idempotency-Key", description="A unique key per intended purchase, at most 200 characters."
-    )] = None,
+    idempotency_key: Annotated[str, Header(
+        alias="Idempotency-Key", min_length=1, max_length=purchases.MAX_KEY_LENGTH, pattern=IDEMPOTENCY_KEY,
+        description="Required: a unique key per intended purchase, 1 to 200 printable ASCII characters.",
+    )],
     details: Annotated[PurchaseIn | None, Body()] = None,
 ) -> Response:
     key = purchases.check_key(idempotency_key)

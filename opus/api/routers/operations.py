@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from opus.api.context import ApiContext, get_context
+from opus.api.schemas.common import Digits
 from opus.api.schemas.operations import Consolidation, Me, Overview, RunHistoryItem, RunHistoryPage
 from opus.api.security import READ, Principal
 from opus.api.services import operations
@@ -26,8 +27,8 @@ def me(principal: Annotated[Principal, Depends(READ)]) -> Me:
             description="Runs, newest first, each with its partitions' pages and rows and its duration.")
 def run_history(
     ctx: Ctx,
-    limit: Annotated[int, Query(ge=1, le=100, description="Runs per page.")] = 30,
-    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Runs to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=100, description="Runs per page."), Digits] = 30,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Runs to skip."), Digits] = 0,
     status: Annotated[Literal["planning", "running", "consolidating", "completed", "failed"] | None,
                       Query(description="Only runs in this state.")] = None,
 ) -> RunHistoryPage:

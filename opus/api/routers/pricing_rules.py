@@ -7,14 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 
 from opus.api.context import ApiContext, get_context
-from opus.api.schemas.common import MAX_BIGINT, error_responses
+from opus.api.schemas.common import MAX_BIGINT, Digits, error_responses
 from opus.api.schemas.pricing import PricingRuleIn, PricingRuleOut, RuleChanged, RuleDeleted
 from opus.api.security import ADMIN, READ
 from opus.api.services import pricing_rules as rules
 
 router = APIRouter(prefix="/pricing-rules", tags=["pricing rules"])
 Ctx = Annotated[ApiContext, Depends(get_context)]
-RuleId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="The rule's id.")]
+RuleId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="The rule's id."), Digits]
 
 
 @router.get("", response_model=list[PricingRuleOut], dependencies=[Depends(READ)], summary="List pricing rules",

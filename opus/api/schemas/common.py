@@ -5,12 +5,24 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 # Upper bounds keep values inside the database's bigint, integer and numeric columns.
 MAX_BIGINT = 2**63 - 1
 MAX_INT = 2**31 - 1
 
+
+
+def _digits_only(value: Any) -> Any:
+    # Lax parsing would read "1.0", " 1" and "1_000" as integers: one resource would have many spellings, and a
+    # client's mistake would pass unnoticed. A path or query integer is written in ASCII digits, nothing else.
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written in digits only")
+    return value
+
+
+# For integer path and query parameters (which arrive as text); the OpenAPI type stays `integer`.
+Digits = BeforeValidator(_digits_only)
 
 
 def _at_scale(scale: int) -> AfterValidator:
@@ -24,11 +36,29 @@ def _at_scale(scale: int) -> AfterValidator:
     return AfterValidator(lambda value: value.quantize(step))
 
 
+def _decimal_schema(whole: int, places: int, description: str, *, positive: bool = False) -> WithJsonSchema:
+    """What the document says a bounded decimal is: a decimal string (exact) or a whole number. The check also
+    accepts spare zeros and exponents that reduce to such a value, so the document errs on the narrow side."""
+    nonzero = "(?=.*[1-9])" if positive else ""
+    return WithJsonSchema({
+        "anyOf": [
+            {"type": "string", "pattern": rf"^{nonzero}[0-9]{{1,{whole}}}(\.[0-9]{{1,{places}}})?$"},
+            {"type": "integer", "minimum": 1 if positive else 0, "maximum": 10**whole - 1},
+        ],
+        "description": description,
+    })
+
+
 # Decimals bounded by the numeric(precision, scale) columns they are compared with or stored in (0001_core.sql):
-# a value with more digits or places is refused, never rounded; NaN and infinities are refused by Decimal itself.
-Carats = Annotated[Decimal, Field(ge=0, max_digits=8, decimal_places=3), _at_scale(3)]  # numeric(8, 3)
-Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2), _at_scale(2)]  # numeric(12, 2)
-Markup = Annotated[Decimal, Field(gt=0, max_digits=8, decimal_places=4), _at_scale(4)]  # numeric(8, 4)
+# carats numeric(8, 3), money numeric(12, 2), markups numeric(8, 4). A value with more digits or places is
+# refused, never rounded; NaN and infinities are refused by Decimal itself.
+Carats = Annotated[Decimal, Field(ge=0, max_digits=8, decimal_places=3), _at_scale(3),
+                   _decimal_schema(5, 3, "Carats: up to 5 digits and 3 places, e.g. \"1.25\".")]
+Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2), _at_scale(2),
+                  _decimal_schema(10, 2, "US dollars: up to 10 digits and 2 places, e.g. \"1234.50\".")]
+Markup = Annotated[Decimal, Field(gt=0, max_digits=8, decimal_places=4), _at_scale(4),
+                   _decimal_schema(4, 4, "A positive ratio: up to 4 digits and 4 places, e.g. \"1.25\".",
+                                   positive=True)]
 
 # Free text a client sends: printable, bounded. PostgreSQL refuses NUL characters in text, so they are refused
 # here, as a validation error, not deep in the database.
@@ -58,14 +88,16 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 _DESCRIPTIONS = {
-    400: "Malformed request (e.g. an invalid cursor or a missing Idempotency-Key).",
+    400: "Malformed request: a body that is not JSON (`invalid_body`), an invalid cursor, a bad Content-Length.",
     401: "Missing or invalid credentials.",
     403: "The credential's scope does not allow this route.",
     404: "Not found.",
     409: "Conflicts with the current state (held, sold, duplicate priority, run already active...).",
-    413: "Request body too large.",
+    405: "The path exists but not with this method; the `Allow` header lists the methods it has.",
+    408: "The request body did not arrive in time (API_REQUEST_TIMEOUT_S); the connection is closed.",
+    413: "Request body larger than API_MAX_BODY_BYTES; the connection is closed.",
     422: "The request does not validate.",
-    429: "Too many requests for this credential; see Retry-After.",
+    429: "Too many requests for this credential (or failed authentications from this address); see Retry-After.",
     500: "Unexpected server error.",
     502: "The inventory feed refused the request.",
     503: "A dependency (feed, pipeline, database) is unavailable; retry later.",

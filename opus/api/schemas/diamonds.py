@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from opus.api.schemas.common import Carats, FilterToken, Money
+from opus.api.schemas.common import Carats, Digits, FilterToken, Money
 from opus.domain.models import Availability
 
 
@@ -116,7 +116,9 @@ class SearchQuery(BaseModel):
     feed_price_max: Money | None = Field(default=None, description="Maximum feed price, dollars.")
     feed: FilterToken | None = Field(default=None, description="Only stones of this feed, e.g. nivoda.")
     availability: list[FilterToken] = Field(
-        default_factory=list, max_length=10, description=f"AVAILABLE, ON_HOLD, SOLD, MEMO, UNKNOWN. {_LIST}"
+        default_factory=list, max_length=10, description=f"AVAILABLE, ON_HOLD, SOLD, MEMO, UNKNOWN. {_LIST}",
+        # The values are an enum: the document says so, and anything else is a 422.
+        json_schema_extra={"items": {"type": "string", "enum": [a.value for a in Availability]}},
     )
     status: Literal["active", "deleted", "all"] = Field(default="active", description="Listing status.")
     sort: SortKey = Field(
@@ -124,7 +126,7 @@ class SearchQuery(BaseModel):
         description="Sort key. `color` and `clarity` sort by grade (asc: D first, FL first), not alphabetically.",
     )
     order: SortOrder = Field(default=SortOrder.ASC, description="Sort direction.")
-    limit: int = Field(default=20, ge=1, le=100, description="Stones per page.")
+    limit: Annotated[int, Digits] = Field(default=20, ge=1, le=100, description="Stones per page.")
     next: str | None = Field(default=None, max_length=512,
                              description="The `next` cursor of the previous page; keep the other parameters.")
     count: Literal["estimate", "exact"] = Field(

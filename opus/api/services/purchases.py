@@ -27,7 +27,7 @@ from opus.api.errors import ApiError, error_body, status_for
 from opus.api.services.holds import check_tradable, expire_stale
 from opus.db.queries import Queries
 from opus.domain.models import Availability
-from opus.errors import ConflictError, FeedPermanentError, FeedTransientError, ValidationFailed
+from opus.errors import ConflictError, FeedPermanentError, FeedTransientError
 from opus.ports import Feed
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,10 @@ def _in_progress(wait: ReplayWait) -> ApiError:
 def _first_answer(ctx: ApiContext, row: dict[str, Any], diamond_id: int, key: str, scoped_key: str) -> PurchaseAnswer:
     """The answer of the request that first used the key, waiting a little while it is still at the feed."""
     if int(row["diamond_id"]) != diamond_id:
-        raise ValidationFailed(
-            f"Idempotency-Key {key!r} was already used to buy diamond {row['diamond_id']}; use a new key"
+        # 422, as the IETF Idempotency-Key draft answers a key reused for another request.
+        raise ApiError(
+            422, f"Idempotency-Key {key!r} was already used to buy diamond {row['diamond_id']}; use a new key",
+            code="idempotency_key_reused",
         )
     wait = ctx.replay_wait
     deadline = time.monotonic() + wait.timeout_s

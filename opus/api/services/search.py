@@ -3,7 +3,9 @@
 Every page is `WHERE <filters> AND (sort_key, id) > (last_key, last_id) ORDER BY sort_key, id LIMIT n + 1`, which
 an index on (sort_key, id) over the active stones answers by reading n + 1 entries, however deep the page.
 Columns come from whitelists and are composed as identifiers; every value is a bound parameter.
-The total is the planner's estimate unless an exact count is asked for: COUNT(*) reads every match.
+The total is the planner's estimate unless an exact count is asked for: COUNT(*) reads every match. The
+estimate is remembered per filter set for ESTIMATE_TTL_S (`ApiContext.estimates`): paging through one search, or
+many clients asking the same one, costs one EXPLAIN, not one per page.
 """
 
 from __future__ import annotations
@@ -152,9 +154,13 @@ def _after(ctx: ApiContext, q: SearchQuery) -> tuple[Any, int] | None:
 def search(ctx: ApiContext, q: SearchQuery) -> SearchResult:
     sort = SORT_COLUMNS[q.sort]
     query, filters, params = page_query(q, _after(ctx, q))
+    estimate_key = _estimate_key(filters, params)
     with ctx.db.connection() as conn:
         rows = conn.execute(query, params).fetchall()
-        estimate = _estimate(conn, filters, params)
+        estimate = ctx.estimates.get(estimate_key, ctx.now().timestamp())
+        if estimate is None:
+            estimate = _estimate(conn, filters, params)
+            ctx.estimates.put(estimate_key, estimate, ctx.now().timestamp())
         total = None
         if q.count == "exact":
             count = conn.execute(sql.SQL("SELECT count(*) AS n FROM diamonds WHERE {}").format(filters), params)
@@ -168,9 +174,18 @@ def search(ctx: ApiContext, q: SearchQuery) -> SearchResult:
     return SearchResult(rows, next_cursor, estimate, total)
 
 
+_PAGE_PARAMS = ("limit", "after_key", "after_id")
+
+
+def _estimate_key(filters: sql.Composed, params: dict[str, Any]) -> str:
+    """One key per filter set: the filter SQL and its values, without what only moves the page."""
+    used = sorted((k, repr(v)) for k, v in params.items() if k not in _PAGE_PARAMS)
+    return repr(filters) + repr(used)
+
+
 def _estimate(conn: Any, filters: sql.Composed, params: dict[str, Any]) -> int:
     plan_query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM diamonds WHERE {}").format(filters)
-    used = {k: v for k, v in params.items() if k not in ("limit", "after_key", "after_id")}
+    used = {k: v for k, v in params.items() if k not in _PAGE_PARAMS}
     row = conn.execute(plan_query, used).fetchone()
     plan = next(iter(row.values()))
     if isinstance(plan, str):

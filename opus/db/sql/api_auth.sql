@@ -1,4 +1,4 @@
--- Credentials of the REST API: API keys, the HMAC replay store, and the API's own secrets.
+-- Credentials of the REST API: API keys, the HMAC nonce store, and the API's own secrets.
 
 -- name: insert_key
 INSERT INTO api_keys (name, prefix, digest, scope)
@@ -30,15 +30,15 @@ WHERE prefix = %(prefix)s
 UPDATE api_keys SET last_used_at = %(now)s
 WHERE id = %(id)s AND (last_used_at IS NULL OR last_used_at < %(now)s - interval '1 minute')
 
--- name: remember_signature
--- No row back means the signature was already used: a replay.
-INSERT INTO api_hmac_signatures (signature, client_id, expires_at)
-VALUES (%(signature)s, %(client_id)s, %(expires_at)s)
-ON CONFLICT (signature) DO NOTHING
-RETURNING signature
+-- name: remember_nonce
+-- No row back means this client already used the nonce: a replay.
+INSERT INTO api_hmac_nonces (client_id, nonce, expires_at)
+VALUES (%(client_id)s, %(nonce)s, %(expires_at)s)
+ON CONFLICT (client_id, nonce) DO NOTHING
+RETURNING nonce
 
--- name: prune_signatures
-DELETE FROM api_hmac_signatures WHERE expires_at < %(now)s
+-- name: prune_nonces
+DELETE FROM api_hmac_nonces WHERE expires_at < %(now)s
 
 -- name: ensure_secret
 INSERT INTO api_secrets (name, value) VALUES (%(name)s, %(value)s)
