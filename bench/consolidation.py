@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from bench.common import (
+    DEFAULT_SERVER,
     base_parser,
     bench_settings,
     load_now,
@@ -51,10 +52,10 @@ def load_raw_rows(url: str, items: list[dict[str, Any]], run_id: str) -> None:
             (run_id, FEED),
         )
         with conn.cursor().copy(
-            "COPY raw_diamonds_nivoda (supplier_stone_id, payload, payload_hash, run_id, seen_run_id) FROM STDIN"
+            "COPY raw_diamonds_nivoda (feed, supplier_stone_id, payload, payload_hash, run_id, seen_run_id) FROM STDIN"
         ) as copy:
             for item in items:
-                copy.write_row((stone_id_of(item), json.dumps(item), payload_hash(item), run_id, run_id))
+                copy.write_row((FEED, stone_id_of(item), json.dumps(item), payload_hash(item), run_id, run_id))
 
 
 def vacuum(url: str) -> None:
@@ -166,6 +167,31 @@ def main() -> None:
     for n in sizes:
         figures["sizes"][str(n)] = bench_size(args.server, items[:n], overrides)
     report("consolidation", figures, args.json_out)
+
+
+# The interface of bench/run_all.py (bench/README.md): one size, fetched once, consolidated twice.
+SMOKE_SCALE: dict[str, int] = {"rows": 200}
+FULL_SCALE: dict[str, int] = {"rows": 100_000}
+
+
+def run(scale: dict[str, int], server: str = DEFAULT_SERVER) -> dict[str, Any]:
+    with sandbox_items(scale["rows"]) as fetched:
+        figures = bench_size(server, fetched.items, {})
+    first, second = figures["first (all inserts)"], figures["second (nothing changed)"]
+    per_row = "Python CPU per row (claim transfer, JSON parsing, mapping, hashing) under one interpreter lock"
+    return {
+        "key": "consolidation", "title": "Consolidation", "command": ".venv/bin/python -m bench.consolidation",
+        "scale": dict(scale),
+        "figures": [
+            {"name": "`drain`, first pass (all inserts)", "value": first["rows_per_s"], "unit": "rows/s",
+             "higher_is_better": True, "limit": per_row},
+            {"name": "`drain`, nothing changed", "value": second["rows_per_s"], "unit": "rows/s",
+             "higher_is_better": True, "limit": per_row + "; unchanged rows are skipped only at the upsert"},
+            {"name": "rows of `diamonds` rewritten when nothing changed", "value": second["rows_rewritten_by_xmin"],
+             "unit": "rows", "higher_is_better": False, "limit": "the upsert's WHERE skips unchanged rows"},
+        ],
+        "details": figures,
+    }
 
 
 if __name__ == "__main__":
