@@ -48,13 +48,13 @@ NOT_BENCHMARKS = {"common", "machine", "results", "run_all"}
 CHILD_TIMEOUT_S = 3600
 
 
-def benchmark_names() -> list[str]:
-    """The modules of bench/ that follow the interface, in name order."""
+def benchmark_names(*, following: bool = True) -> list[str]:
+    """The modules of bench/ that follow the interface (or, `following=False`, those that do not yet)."""
     names = []
     for info in pkgutil.iter_modules(bench.__path__):
         if info.name in NOT_BENCHMARKS or info.name.startswith("test_"):
             continue
-        if is_benchmark(importlib.import_module(f"bench.{info.name}")):
+        if is_benchmark(importlib.import_module(f"bench.{info.name}")) is following:
             names.append(info.name)
     return sorted(names)
 
@@ -122,6 +122,10 @@ def run_block(environment: dict[str, Any], results: dict[str, Result], failed: l
             lines.append(f"| {key} | {f['name']} | **{fmt(f['value'])}** {f['unit']} | "
                          f"{f'{r:.2f}×' if r else '—'} | {fmt(f.get('target'))} | {verdict(f)} | {limit} |")
     lines += [f"| {key} | — | **failed** | — | — | — | see its section |" for key in failed]
+    others = benchmark_names(following=False)
+    if others:
+        lines += ["", "Not on the interface yet, so not run (each runs alone, see README.md): "
+                  + ", ".join(f"`bench.{name}`" for name in others) + "."]
     lines.append(END.format(key=RUN_KEY))
     return "\n".join(lines) + "\n"
 
