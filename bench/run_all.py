@@ -15,6 +15,7 @@ import argparse
 import importlib
 import json
 import pkgutil
+import re
 import subprocess
 import sys
 import tempfile
@@ -96,12 +97,26 @@ def run_child(name: str, smoke: bool, server: str) -> tuple[Result | None, str, 
         return None, "".join(tail) or f"exit status {returncode}", seconds
 
 
-def run_block(environment: dict[str, Any], results: dict[str, Result], failed: list[str]) -> str:
+def earlier_rows(current: str, ran: list[str]) -> list[str]:
+    """The summary rows of the last run block for benchmarks this run left out, marked as earlier."""
+    match = re.search(BEGIN.format(key=RUN_KEY) + r"\n(.*?)" + END.format(key=RUN_KEY), current, re.DOTALL)
+    rows = []
+    for line in match.group(1).splitlines() if match else []:
+        cells = line.split(" | ")
+        key = cells[0].removeprefix("| ").split(" (")[0]
+        if len(cells) > 1 and key not in ran and key not in ("benchmark", "|---"):
+            date = re.search(r"\*\*When:\*\* ([^,]+),", match.group(1)) if match else None
+            label = cells[0] if " (" in cells[0] else f"{cells[0]} (run of {date.group(1) if date else 'before'})"
+            rows.append(" | ".join([label, *cells[1:]]))
+    return rows
+
+
+def run_block(environment: dict[str, Any], results: dict[str, Result], failed: list[str], earlier: list[str]) -> str:
     """The block at the top of RESULTS.md: the machine, its load, and every target of this run."""
     m = environment["machine"]
     lines = [
         BEGIN.format(key=RUN_KEY),
-        "## Last `make bench`",
+        "## Last run of the benchmarks",
         "",
         f"**When:** {environment['date']}, {environment['minutes']:.1f} min. **Code:** {environment['source']}. "
         f"**Scale:** {environment['scale']}.",
@@ -122,6 +137,7 @@ def run_block(environment: dict[str, Any], results: dict[str, Result], failed: l
             lines.append(f"| {key} | {f['name']} | **{fmt(f['value'])}** {f['unit']} | "
                          f"{f'{r:.2f}×' if r else '—'} | {fmt(f.get('target'))} | {verdict(f)} | {limit} |")
     lines += [f"| {key} | — | **failed** | — | — | — | see its section |" for key in failed]
+    lines += earlier
     others = benchmark_names(following=False)
     if others:
         lines += ["", "Not on the interface yet, so not run (each runs alone, see README.md): "
@@ -170,7 +186,8 @@ def main() -> None:
     environment |= {"load_after": machine.load_average(), "minutes": (time.perf_counter() - started) / 60,
                     "busy_after": machine.busy_summary(machine.busy_processes())}
 
-    sections = {RUN_KEY: run_block(environment, results, list(errors))}
+    current = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
+    sections = {RUN_KEY: run_block(environment, results, list(errors), earlier_rows(current, names))}
     for name, result in results.items():
         sections[name] = render_section(result, environment | per_benchmark[name])
     for name, error in errors.items():
@@ -182,7 +199,6 @@ def main() -> None:
     if args.no_write:
         print("\n".join(sections.values()))
     else:
-        current = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
         RESULTS_MD.write_text(merge_sections(current, sections))
         log(f"wrote {RESULTS_MD.relative_to(BENCH_DIR.parent)}")
     if errors:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.results import Figure, margin, merge_sections, ratio, section_keys, verdict
+from bench.run_all import earlier_rows
 
 
 def block(key: str, body: str) -> str:
@@ -55,3 +56,11 @@ def test_targets_and_baselines_count_the_right_way_for_either_direction() -> Non
     assert ratio(figure(300, baseline=100)) == 3
     assert ratio(figure(2, higher=False, baseline=6)) == 3
     assert ratio(figure(2)) is None
+
+
+def test_a_partial_run_keeps_the_summary_rows_of_the_benchmarks_it_left_out() -> None:
+    run = block("run", "**When:** 2026-12-01 09:14 UTC, 10 min.\n\n| benchmark | figure |\n|---|---|\n"
+                       "| pricing | engine | **432,573** |\n| api_search | — | **failed** |")
+    kept = earlier_rows(run, ["api_search"])
+    assert kept == ["| pricing (run of 2026-12-01 09:14 UTC) | engine | **432,573** |"]
+    assert earlier_rows(block("run", "\n".join(kept)), ["api_search"]) == kept  # marked once, not twice
