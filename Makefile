@@ -10,7 +10,7 @@ TOOLS_VENV ?= .venv-tools
 TOOLS_INSTALLED := $(TOOLS_VENV)/.installed
 CHECKOV_SPEC := checkov>=3.2,<4
 
-.PHONY: demo test lint unit install chromium clean deploy-check
+.PHONY: demo test lint unit install chromium clean deploy-check bench
 
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ deploy-check: install $(TOOLS_INSTALLED)
 # tests/deploy already ran in deploy-check.
 test: lint deploy-check chromium
 	$(BIN)/pytest -p no:cacheprovider --ignore=tests/deploy
+
+# Every benchmark of bench/ at full scale (about 10 minutes); writes bench/RESULTS.md. Not part of `test`, which
+# runs each one at a tiny scale instead (tests/integration/test_bench_smoke.py).
+bench: install
+	$(BIN)/python -m bench.run_all
 
 unit: install
 	$(BIN)/pytest tests/unit -q

@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 import httpx
 import uvicorn
 
-from bench.common import base_parser, bench_settings, load_now, log, report, scratch_database, summarize
+from bench.common import DEFAULT_SERVER, base_parser, bench_settings, load_now, log, report, scratch_database, summarize
 from bench.consolidation import load_raw_rows
 from opus.api.app import create_app
 from opus.api.keys import create_key
@@ -40,6 +40,7 @@ from opus.sandbox.server import SandboxServer
 SEARCH = "/api/v2/diamonds"
 DEEP_PAGES = 50
 LUA = Path(__file__).with_name("latency.lua")
+IN_PROCESS = "in-process (httpx ASGI transport, sequential)"
 FILTER = {"shapes": "ROUND", "price_min": "1000", "price_max": "5000"}
 
 
@@ -149,24 +150,47 @@ def over_http(app: Any, key: str, cases: dict[str, str], seconds: int) -> dict[s
     return out
 
 
+def measure(server: str, diamonds: int, requests: int, wrk_seconds: int) -> dict[str, Any]:
+    """The figures of `main`; `wrk_seconds` 0 leaves out the HTTP part."""
+    figures: dict[str, Any] = {"diamonds": diamonds}
+    with scratch_database(server, "api") as url:
+        settings = bench_settings(url, rate_limit_per_minute=1_000_000_000)
+        with LocalRuntime(settings) as runtime:
+            log(f"loading {diamonds} diamonds")
+            figures["consolidation_seconds"] = round(load_diamonds(runtime, url, diamonds), 1)
+            key = create_key(runtime.db, "bench", "read")
+            app = create_app(db=runtime.db, settings=settings, feed=None, control=None)
+            log("in-process requests")
+            cases, figures[IN_PROCESS] = asyncio.run(in_process(app, {"X-API-Key": key}, requests))
+            if wrk_seconds:
+                figures["over HTTP (uvicorn + wrk)"] = over_http(app, key, cases, wrk_seconds)
+    return figures
+
+
+# The interface of bench/run_all.py (bench/README.md). The smoke scale still needs 50 filtered pages of 20.
+SMOKE_SCALE: dict[str, int] = {"diamonds": 8_000, "requests": 3, "wrk_seconds": 0}
+FULL_SCALE: dict[str, int] = {"diamonds": 100_000, "requests": 300, "wrk_seconds": 10}
+
+
+def run(scale: dict[str, int], server: str = DEFAULT_SERVER) -> dict[str, Any]:
+    figures = measure(server, scale["diamonds"], scale["requests"], scale["wrk_seconds"])
+    cost = "Python per request (FastAPI, pydantic, three SQL statements); the page query itself is ~0.1 ms"
+    return {
+        "key": "api_search", "title": "API search latency", "command": ".venv/bin/python -m bench.api_search",
+        "scale": dict(scale),
+        "figures": [{"name": f"{case}, in-process p50", "value": row["p50_ms"], "unit": "ms",
+                     "higher_is_better": False, "limit": cost} for case, row in figures[IN_PROCESS].items()],
+        "details": figures,
+    }
+
+
 def main() -> None:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--diamonds", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--wrk-seconds", type=int, default=10)
     args = parser.parse_args()
-    figures: dict[str, Any] = {"diamonds": args.diamonds}
-    with scratch_database(args.server, "api") as url:
-        settings = bench_settings(url, rate_limit_per_minute=1_000_000_000)
-        with LocalRuntime(settings) as runtime:
-            log(f"loading {args.diamonds} diamonds")
-            figures["consolidation_seconds"] = round(load_diamonds(runtime, url, args.diamonds), 1)
-            key = create_key(runtime.db, "bench", "read")
-            app = create_app(db=runtime.db, settings=settings, feed=None, control=None)
-            log("in-process requests")
-            cases, figures["in-process (httpx ASGI transport, sequential)"] = asyncio.run(
-                in_process(app, {"X-API-Key": key}, args.requests))
-            figures["over HTTP (uvicorn + wrk)"] = over_http(app, key, cases, args.wrk_seconds)
+    figures = measure(args.server, args.diamonds, args.requests, args.wrk_seconds)
     report("api_search", figures, args.json_out)
 
 
