@@ -99,10 +99,11 @@ class Alerts(Protocol):
 class PipelineControl(Protocol):
     """What the API's trigger routes may ask of the pipeline. Each returns quickly; the work is queued."""
 
-    def start_run(self, run_type: str, *, trigger: str) -> str:
-        """Plan a run of type 'full' or 'incremental', enqueue its work, return its run id.
+    def start_run(self, run_type: str, *, trigger: str, feed: str | None = None) -> str:
+        """Plan a run of type 'full' or 'incremental' of a feed (default: the first enabled one), enqueue its
+        work, return its run id.
 
-        Raises ConflictError when a run of the feed is already active.
+        Raises ConflictError when a run of the feed is already active, NotFoundError for an unknown feed.
         """
         ...
 

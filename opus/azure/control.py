@@ -48,8 +48,8 @@ class InvocationPipelineControl:
     def _control(self) -> RunControl:
         return RunControl(self._deps, self._coordinator())
 
-    def start_run(self, run_type: str, *, trigger: str) -> str:
-        return self._control().start_run(run_type, trigger=trigger)
+    def start_run(self, run_type: str, *, trigger: str, feed: str | None = None) -> str:
+        return self._control().start_run(run_type, trigger=trigger, feed=feed)
 
     def consolidate(self, run_id: str, *, force: bool = False) -> None:
         self._control().consolidate(run_id, force=force)

@@ -116,13 +116,14 @@ def consolidate(message: Any) -> None:
     process(runtime.deps, handle_consolidate, Delivery.of(CONSOLIDATE_QUEUE, message), None)
 
 
-async def nightly(client: DurableClient) -> str | None:
-    """The nightly schedule: plan the run it is time for, start its orchestration, then enqueue its work."""
+async def nightly(client: DurableClient) -> list[str]:
+    """The nightly schedule: for every enabled feed, plan the run it is time for, start its orchestration, then
+    enqueue its work; returns the runs started."""
     runtime = current_runtime()
     coordinator = runtime.coordinator_for(client)
-    run_id = await asyncio.to_thread(start_scheduled_run, runtime.deps, coordinator)
-    logger.info("nightly trigger ran", extra={"run_id": run_id})
-    return run_id
+    run_ids = await asyncio.to_thread(start_scheduled_run, runtime.deps, coordinator)
+    logger.info("nightly trigger ran", extra={"run_ids": run_ids})
+    return run_ids
 
 
 def housekeeping() -> None:

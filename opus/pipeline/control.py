@@ -12,6 +12,7 @@ import psycopg
 from opus.db.queries import Queries
 from opus.domain.models import ConsolidateMessage, RunPlan, RunStatus, RunType, WorkItem
 from opus.errors import ConflictError, NotFoundError, ValidationFailed
+from opus.feeds.catalog import enabled_feeds
 from opus.pipeline.coordinator import settle_run
 from opus.pipeline.deps import PipelineDeps
 from opus.pipeline.runs import ACTIVE, fail_run
@@ -30,12 +31,18 @@ class RunControl:
         self._deps = deps
         self._coordinator = coordinator
 
-    def start_run(self, run_type: str, *, trigger: str) -> str:
+    def start_run(self, run_type: str, *, trigger: str, feed: str | None = None) -> str:
         try:
             kind = RunType(run_type)
         except ValueError:
             raise ValidationFailed(f"run type must be 'full' or 'incremental', not {run_type!r}") from None
-        return schedule_run(self._deps, self._coordinator, kind, trigger=trigger).run_id
+        config = None
+        if feed is not None:
+            named = {f.name: f for f in enabled_feeds(self._deps.settings.feeds)}
+            if feed not in named:
+                raise NotFoundError(f"no enabled feed {feed!r}; enabled: {', '.join(sorted(named))}")
+            config = named[feed]
+        return schedule_run(self._deps, self._coordinator, kind, trigger=trigger, feed=config).run_id
 
     def consolidate(self, run_id: str, *, force: bool = False) -> None:
         run = self._run(run_id)

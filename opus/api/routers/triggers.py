@@ -19,7 +19,7 @@ Ctx = Annotated[ApiContext, Depends(get_context)]
 @router.post("/run", response_model=RunStarted, status_code=202, summary="Start a run",
              description="Plan a full or incremental run and queue its work. 409 when a run is already active.")
 def start_run(ctx: Ctx, request: RunRequest) -> RunStarted:
-    run_id = ctx.require_control().start_run(request.type, trigger="api")
+    run_id = ctx.require_control().start_run(request.type, trigger="api", feed=request.feed)
     return RunStarted(run_id=run_id, type=request.type)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class RunRequest(BaseModel):
@@ -15,6 +15,8 @@ class RunRequest(BaseModel):
 
     type: Literal["full", "incremental"] = Field(description="A full run re-reads everything; incremental reads "
                                                  "what changed since the watermark.")
+    feed: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")] | None = Field(
+        default=None, description="The feed to run (see FEEDS_FILE); default: the first enabled feed.")
 
 
 class RunRef(BaseModel):
