@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from opus.domain.models import FeedConfig
 from opus.errors import ConfigError
 
+# The folder holding function_app.py and config/: where a relative FEEDS_FILE is looked for after the working folder.
+APP_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SANDBOX_ENDPOINT = "http://127.0.0.1:4000/api/diamonds"
 
 
@@ -257,6 +259,9 @@ class Settings(BaseSettings):
     def _check_feeds_file(cls, value: Path | None) -> Path | None:
         from opus.feeds.catalog import load_feeds
 
+        if value is not None and not value.is_absolute() and not value.exists() and (APP_ROOT / value).exists():
+            # A relative path names a file of the app (config/feeds.toml), wherever the process was started.
+            value = APP_ROOT / value
         load_feeds(value)  # a FeedsFileError (a ValueError) names the file and the bad key
         return value
 

@@ -256,6 +256,8 @@ var appSettings = {
   NIVODA_USERNAME: nivodaUsername
   NIVODA_PASSWORD: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.uri}secrets/nivoda-password/)'
   NIVODA_STAGING: nivodaStaging ? 'true' : 'false'
+  // The two feeds the replaced system ran (natural, lab-grown), shipped in the package beside function_app.py.
+  FEEDS_FILE: 'config/feeds.toml'
   NIVODA_TIMEOUT_S: '60'
   NIVODA_READ_ATTEMPTS: '3'
   NIVODA_RATE_LIMIT_PER_S: nivodaRateLimitPerS

@@ -29,7 +29,6 @@ FUNCTIONS_RUNTIME_SETTINGS = {
 # Left unset on purpose; each must be a real setting, and none may be set after all.
 LEFT_UNSET = {
     "PARTITION_PAGE_CAP": "unset, the cap scales with each partition's estimate (3x + 100 pages)",
-    "FEEDS_FILE": "unset, the one feed is named by NIVODA_*; a feeds file is added to the package when there are more",
 }
 
 # The Flex Consumption plan sets these itself (runtime in functionAppConfig, package from the deployment

@@ -115,3 +115,15 @@ def test_funcignore_leaves_out_what_the_app_does_not_run() -> None:
 def _seconds(timespan: str) -> int:
     hours, minutes, seconds = (int(part) for part in timespan.split(":"))
     return hours * 3600 + minutes * 60 + seconds
+
+
+def test_the_package_ships_the_feeds_file_the_app_settings_name() -> None:
+    from opus.feeds.catalog import load_feeds
+
+    example = json.loads((ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"]
+    path = ROOT / example["FEEDS_FILE"]
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".funcignore").read_text(encoding="utf-8").splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert path.parts[len(ROOT.parts)] not in ignored, ".funcignore must not leave the feeds file out"
+    names = [feed.name for feed in load_feeds(path)]
+    assert names == ["nivoda-natural", "nivoda-labgrown"]
