@@ -55,7 +55,7 @@ deploy-check: install $(TOOLS_INSTALLED)
 
 # tests/deploy already ran in deploy-check.
 test: lint deploy-check chromium
-	$(BIN)/pytest -p no:cacheprovider --ignore=tests/deploy
+	$(BIN)/pytest -p no:cacheprovider --ignore=tests/deploy --durations=25
 
 # Every benchmark of bench/ at full scale (about 10 minutes); writes bench/RESULTS.md. Not part of `test`, which
 # runs each one at a tiny scale instead (tests/integration/test_bench_smoke.py).

@@ -129,6 +129,9 @@ def browser_database(database_url: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+REVOCATION_WINDOW_S = 1.0
+
+
 def stack_settings(database_url: str, sb: RunningSandbox, cors_origin: str) -> Settings:
     return load_settings(
         database_url=database_url, nivoda_endpoint=sb.endpoint, nivoda_username=sb.username,
@@ -137,6 +140,8 @@ def stack_settings(database_url: str, sb: RunningSandbox, cors_origin: str) -> S
         # A feed failure fails its partition at once, so that the retry test need not wait out backoffs.
         nivoda_read_attempts=1, page_attempts=1,
         cors_origins=cors_origin,
+        # A revoked key is refused within this; short, so that the revocation test waits little.
+        api_key_cache_s=REVOCATION_WINDOW_S,
     )
 
 

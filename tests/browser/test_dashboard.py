@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browser_stack import Console, Stack, open_context, screenshot
+from browser_stack import REVOCATION_WINDOW_S, Console, Stack, open_context, screenshot
 from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from opus.api.keys import create_key, revoke_key
@@ -86,6 +86,7 @@ def test_a_bad_or_revoked_key_is_refused(page: Page, stack: Stack, console: Cons
     doomed = create_key(stack.db, "browser-doomed", "admin")
     signed_in(page, stack, doomed)
     assert revoke_key(stack.db, _prefix(stack, "browser-doomed"))
+    time.sleep(REVOCATION_WINDOW_S + 0.5)  # a revocation takes effect within API_KEY_CACHE_S
     go(page, "#/runs")
     expect(page.locator(".notice-error")).to_contain_text("revoked")
     expect(page.get_by_label("API key")).to_be_visible()
