@@ -49,7 +49,7 @@ def load_diamonds(runtime: LocalRuntime, url: str, count: int) -> float:
     inventory = Inventory(count, seed=29)
     items = [render_item(s, inventory.supplier_of(s)) for s in inventory.stones()]
     run_id = str(uuid.uuid4())
-    load_raw_rows(url, items, run_id)
+    load_raw_rows(url, items, len(items), run_id)
     started = time.perf_counter()
     drain(runtime.deps, run_id, "nivoda")
     seconds = time.perf_counter() - started

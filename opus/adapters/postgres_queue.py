@@ -204,6 +204,15 @@ class PostgresQueue:
         if row["state"] == "dead":
             _log_dead(msg.queue, msg.message_id, MAX_DELIVERY_REASON, msg.delivery_count)
 
+    def release(self, msg: ReceivedMessage) -> None:
+        """Hand back a message that was received but not worked on, as if it had not been received."""
+        with self._consumer_transaction() as conn:
+            row = conn.execute(Q.release, {"id": msg.id, "lock_token": msg.lock_token}).fetchone()
+            if row is not None:
+                conn.execute(Q.notify, {"channel": channel_for(msg.queue)})
+        if row is None:
+            raise LockLostError(f"cannot release message {msg.message_id!r} on {msg.queue!r}: lock lost")
+
     def dead_letter(self, msg: ReceivedMessage, reason: str) -> None:
         params = {"id": msg.id, "lock_token": msg.lock_token, "reason": reason}
         with self._consumer_transaction() as conn:

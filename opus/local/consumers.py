@@ -11,7 +11,7 @@ Bus trigger does on Azure:
 
 Locks are short (`QUEUE_VISIBILITY_TIMEOUT_S`) and renewed every third of their length while the handler runs, so a
 consumer that dies loses its messages to the others within one lock's time. Nothing is lost on stop: a worker
-finishes its in-flight handler; a message it received while stopping is abandoned unprocessed.
+finishes its in-flight handler; a message it received while stopping is released unprocessed (its delivery uncounted).
 """
 
 from __future__ import annotations
@@ -164,8 +164,10 @@ class QueueConsumer:
             retry_s = _RECEIVE_RETRY_S
             for msg in messages:
                 if self._stopping.is_set():
-                    # Received while stopping: hand it straight back rather than start work stop() waits for.
-                    self._settle(msg, self._queue.abandon)
+                    # Received while stopping: hand it straight back, uncounted, rather than start work stop()
+                    # waits for. (Abandoning would count a delivery, and wake another stopping consumer to receive
+                    # it again: with many threads, a message could be dead-lettered on the way out.)
+                    self._settle(msg, self._queue.release)
                 else:
                     self._process(msg)
 

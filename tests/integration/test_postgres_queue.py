@@ -316,3 +316,14 @@ def test_invalid_arguments_are_rejected(db: Database, queue: PostgresQueue) -> N
         queue.receive(Q, max_messages=0)
     with pytest.raises(TypeError):
         queue.send(Q, [1, 2])  # type: ignore[arg-type]
+
+
+def test_release_hands_a_message_back_as_if_it_had_not_been_received(queue: PostgresQueue) -> None:
+    queue.send(Q, {"n": 1}, message_id="m")
+    for _ in range(25):  # far more than max_deliveries: consumers stopping together pass one message around
+        msg = _one(queue)
+        assert msg.delivery_count == 1
+        queue.release(msg)
+    assert queue.counts(Q) == {"ready": 1, "completed": 0, "dead": 0}
+    with pytest.raises(LockLostError):
+        queue.release(msg)

@@ -93,6 +93,14 @@ SET lock_token = NULL,
 WHERE id = %(id)s AND lock_token = %(lock_token)s AND state = 'ready'
 RETURNING id, state
 
+-- name: release
+-- Hand back a message received but never worked on (its consumer was stopping): the receive is undone, delivery
+-- count included, so that consumers stopping together cannot pass one message around until it is dead-lettered.
+UPDATE queue_messages
+SET lock_token = NULL, visible_at = now(), delivery_count = greatest(delivery_count - 1, 0)
+WHERE id = %(id)s AND lock_token = %(lock_token)s AND state = 'ready'
+RETURNING id
+
 -- name: dead_letter
 UPDATE queue_messages
 SET state = 'dead', dead_reason = %(reason)s, finished_at = now(), lock_token = NULL
