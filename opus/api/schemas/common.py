@@ -56,6 +56,12 @@ Carats = Annotated[Decimal, Field(ge=0, max_digits=8, decimal_places=3), _at_sca
                    _decimal_schema(5, 3, "Carats: up to 5 digits and 3 places, e.g. \"1.25\".")]
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2), _at_scale(2),
                   _decimal_schema(10, 2, "US dollars: up to 10 digits and 2 places, e.g. \"1234.50\".")]
+# Exclusive upper bounds of pricing rules: the table checks them `> 0` (a rule below 0 carats matches nothing).
+PositiveCarats = Annotated[Decimal, Field(gt=0, max_digits=8, decimal_places=3), _at_scale(3),
+                           _decimal_schema(5, 3, "Carats above zero: up to 5 digits and 3 places, e.g. \"1.25\".",
+                                           positive=True)]
+PositiveMoney = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2), _at_scale(2),
+                          _decimal_schema(10, 2, "US dollars above zero: up to 10 digits and 2 places.", positive=True)]
 Markup = Annotated[Decimal, Field(gt=0, max_digits=8, decimal_places=4), _at_scale(4),
                    _decimal_schema(4, 4, "A positive ratio: up to 4 digits and 4 places, e.g. \"1.25\".",
                                    positive=True)]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from opus.api.schemas.common import MAX_INT, Carats, FilterToken, Markup, Money
+from opus.api.schemas.common import MAX_INT, Carats, FilterToken, Markup, Money, PositiveCarats, PositiveMoney
 
 Name = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
@@ -25,10 +25,11 @@ class PricingRuleIn(BaseModel):
     shapes: list[FilterToken] | None = Field(default=None, min_length=1, max_length=50,
                                              description="Only these shapes (upper case is applied).")
     carat_min: Carats | None = Field(default=None, description="Carats from (inclusive).")
-    carat_max: Carats | None = Field(default=None, description="Carats below (exclusive).")
+    carat_max: PositiveCarats | None = Field(default=None, description="Carats below (exclusive); above zero.")
     lab_grown: bool | None = Field(default=None, description="Only lab-grown (true) or natural (false) stones.")
     feed_price_min: Money | None = Field(default=None, description="Feed price from (inclusive), dollars.")
-    feed_price_max: Money | None = Field(default=None, description="Feed price below (exclusive), dollars.")
+    feed_price_max: PositiveMoney | None = Field(default=None,
+                                                 description="Feed price below (exclusive), dollars; above zero.")
     markup_ratio: Markup = Field(description="Selling price = feed price times this, e.g. 1.25.")
     rating: int | None = Field(default=None, ge=-MAX_INT, le=MAX_INT, description="Copied to the stones it prices.")
     active: bool = Field(default=True, description="Inactive rules price nothing.")
