@@ -59,7 +59,15 @@ def assert_catalogue_is_the_feed(db: Database, sb: RunningSandbox) -> None:
 
 @pytest.fixture
 def sandbox() -> Iterator[RunningSandbox]:
+    """The issue's 10,000 stones, for the runs under faults and kills."""
     with run_sandbox(diamonds=10_000, seed=51) as sb:
+        yield sb
+
+
+@pytest.fixture
+def small_sandbox() -> Iterator[RunningSandbox]:
+    """Enough stones for several partitions, where the size proves nothing more."""
+    with run_sandbox(diamonds=3_000, seed=52) as sb:
         yield sb
 
 
@@ -82,15 +90,15 @@ def test_ten_percent_transient_faults_of_every_kind_lose_nothing(
 
 
 def test_a_permanent_fault_fails_the_run_and_a_retry_completes_it_exactly(
-    db: Database, database_url: str, sandbox: RunningSandbox
+    db: Database, database_url: str, small_sandbox: RunningSandbox
 ) -> None:
-    with LocalRuntime(settings_for(database_url, sandbox), db=db) as rt:
+    with LocalRuntime(settings_for(database_url, small_sandbox), db=db) as rt:
         plan = schedule_run(rt.deps, rt.coordinator, RunType.FULL)
-        sandbox.inventory.faults.configure(fail_next=[400])  # the next page is refused outright
+        small_sandbox.inventory.faults.configure(fail_next=[400])  # the next page is refused outright
         try:
             failed = follow_run(rt, plan.run_id, workers=4, poll_s=0.1)
         finally:
-            sandbox.inventory.faults.configure()
+            small_sandbox.inventory.faults.configure()
         assert failed["status"] == "failed", failed
         with db.connection() as conn:
             consolidated = conn.execute("SELECT count(*) AS n FROM diamonds").fetchone()
@@ -102,21 +110,21 @@ def test_a_permanent_fault_fails_the_run_and_a_retry_completes_it_exactly(
         rt.control.retry_partitions(plan.run_id)
         retried = follow_run(rt, plan.run_id, workers=4, poll_s=0.1)
     assert retried["status"] == "completed", retried
-    assert_catalogue_is_the_feed(db, sandbox)
+    assert_catalogue_is_the_feed(db, small_sandbox)
 
 
 def test_malformed_records_are_logged_with_their_reason_and_every_good_one_is_consolidated(
-    db: Database, database_url: str, sandbox: RunningSandbox
+    db: Database, database_url: str, small_sandbox: RunningSandbox
 ) -> None:
-    sandbox.inventory.faults.configure(
+    small_sandbox.inventory.faults.configure(
         malformed={"null_id": 0.01, "price_not_number": 0.01, "wrong_type": 0.01, "eye_clean_text": 0.02,
                    "fancy_without_color": 0.02, "flo_abbreviation": 0.02, "labgrown_null": 0.02,
                    "image_on_certificate_only": 0.02, "video_fallback_only": 0.02}, seed=8)
     try:
-        with LocalRuntime(settings_for(database_url, sandbox), db=db) as rt:
+        with LocalRuntime(settings_for(database_url, small_sandbox), db=db) as rt:
             result = run_once(rt, RunType.FULL, workers=8, poll_s=0.2)
     finally:
-        sandbox.inventory.faults.configure()
+        small_sandbox.inventory.faults.configure()
     assert result["status"] == "completed", result
     with db.connection() as conn:
         errors = conn.execute("SELECT source, supplier_stone_id, field, message FROM error_logs").fetchall()
@@ -127,7 +135,7 @@ def test_malformed_records_are_logged_with_their_reason_and_every_good_one_is_co
     rejected = {e["supplier_stone_id"] for e in errors if e["supplier_stone_id"] is not None}
     assert unkeyed, "records without a stone id were served"
     assert all(e["field"] == "diamond.id" for e in unkeyed)
-    feed = {s.stone_id for s in sandbox.inventory.stones()}
+    feed = {s.stone_id for s in small_sandbox.inventory.stones()}
     assert stored | rejected <= feed
     assert not stored & rejected, "a rejected record is not consolidated"
     assert len(stored) + len(rejected) + len(unkeyed) == len(feed), "every good record is consolidated"
@@ -135,13 +143,13 @@ def test_malformed_records_are_logged_with_their_reason_and_every_good_one_is_co
 
 
 def test_two_schedulers_started_at_once_create_one_run(
-    db: Database, database_url: str, sandbox: RunningSandbox
+    db: Database, database_url: str, small_sandbox: RunningSandbox
 ) -> None:
     outcomes: list[str] = []
     barrier = threading.Barrier(2)
 
     def schedule() -> None:
-        with LocalRuntime(settings_for(database_url, sandbox), db=db) as rt:
+        with LocalRuntime(settings_for(database_url, small_sandbox), db=db) as rt:
             barrier.wait()
             try:
                 outcomes.append(schedule_run(rt.deps, rt.coordinator, RunType.FULL).run_id)
