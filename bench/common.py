@@ -16,23 +16,20 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import sql
 
 from opus.config import Settings, load_settings
-from opus.db.migrate import migrate
 from opus.domain.models import FeedQuery
 from opus.feeds.nivoda import NivodaClient
 from opus.sandbox.runner import RunningSandbox, run_sandbox
+from opus.testing import databases as testing_databases
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 PAGE_SIZE = 50
@@ -90,23 +87,9 @@ def load_now() -> str:
 # --- scratch database ----------------------------------------------------------------------------------------
 
 
-def with_dbname(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-@contextmanager
-def scratch_database(server: str, purpose: str) -> Iterator[str]:
-    """A new, migrated database on `server`; dropped (connections and all) when the block ends."""
-    name = f"opus_bench_{purpose}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_dbname(server, name)
-    try:
-        migrate(url)
-        yield url
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+def scratch_database(server: str, purpose: str) -> AbstractContextManager[str]:
+    """A new, migrated database on `server` for one benchmark; dropped (connections and all) when the block ends."""
+    return testing_databases.scratch_database(server, f"opus_bench_{purpose}")
 
 
 # The settings that matter for the figures, as last built by `bench_settings`; `report` prints them.

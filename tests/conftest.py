@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from opus.db.migrate import migrate
 from opus.db.pool import Database
 from opus.local.embedded import EmbeddedPostgres
+from opus.testing.databases import scratch_database
 
 T = TypeVar("T")
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -40,11 +38,6 @@ def _server_url(stack: ExitStack, tmp: Path) -> str:
     except psycopg.OperationalError:
         embedded = stack.enter_context(EmbeddedPostgres(tmp, database="postgres"))
         return embedded.url
-
-
-def _with_dbname(url: str, name: str) -> str:
-    """The same server URL naming another database (kept a URL: Settings accepts only URLs)."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def run_concurrently(fn: Callable[[], T], times: int) -> list[T]:
@@ -80,16 +73,7 @@ def concurrently() -> Callable[[Callable[[], T], int], list[T]]:
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with ExitStack() as stack:
         server = _server_url(stack, tmp_path_factory.mktemp("pg"))
-        name = f"opus_test_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = _with_dbname(server, name)
-        migrate(url)
-        try:
-            yield url
-        finally:
-            with psycopg.connect(server, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        yield stack.enter_context(scratch_database(server, "opus_test"))
 
 
 @pytest.fixture(scope="session")

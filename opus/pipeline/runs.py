@@ -78,8 +78,8 @@ def publish_watermark(deps: PipelineDeps, feed: str, value: datetime) -> bool:
 
 def committed_watermark(deps: PipelineDeps, feed: str) -> datetime | None:
     with deps.db.connection() as conn:
-        rows = {r["feed"]: r["value"] for r in conn.execute(RUNS.committed_watermarks)}
-    value: datetime | None = rows.get(feed)
+        row = conn.execute(RUNS.committed_watermark, {"feed": feed}).fetchone()
+    value: datetime | None = row["value"] if row else None
     return value
 
 

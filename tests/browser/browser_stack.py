@@ -15,18 +15,14 @@ import re
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, Route, sync_playwright
-from psycopg import sql
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,13 +32,13 @@ from starlette.staticfiles import StaticFiles
 
 from opus.api.keys import create_key
 from opus.config import Settings, load_settings
-from opus.db.migrate import migrate
 from opus.db.pool import Database
 from opus.domain.models import RunType
 from opus.local.run_once import run_once
 from opus.local.runtime import LocalRuntime
 from opus.local.serve import DASHBOARD_DIR, build_app
 from opus.sandbox.runner import RunningSandbox, run_sandbox
+from opus.testing.databases import scratch_database
 
 SANDBOX_SIZE = 1_500
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -116,17 +112,8 @@ def cross_origin_dashboard(api_url: str) -> Starlette:
 @pytest.fixture(scope="module")
 def browser_database(database_url: str) -> Iterator[str]:
     """A database of this module's own, so the session's other tests and this stack do not share rows."""
-    name = f"opus_browser_{uuid.uuid4().hex[:10]}"
-    server = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
-    migrate(url)
-    try:
+    with scratch_database(database_url, "opus_browser") as url:
         yield url
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 REVOCATION_WINDOW_S = 1.0

@@ -3,16 +3,14 @@ sandbox: each on its own would send the limit, so together without the shared bu
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from processes import OPUS, schedule_full, wait_for_run_end
 
 from opus.db.pool import Database
 from opus.sandbox.config import Behaviour, Latency, SandboxConfig
@@ -34,22 +32,12 @@ def test_two_worker_processes_share_one_limit(db: Database, database_url: str, s
         "DATABASE_URL": database_url, "NIVODA_ENDPOINT": sandbox.endpoint, "NIVODA_RATE_LIMIT_PER_S": str(LIMIT),
         "MIN_RECORDS_PER_WORKER": "100", "MAX_WORKERS": "10", "DENSITY_SCAN_PARALLELISM": "8",
     }
-    opus = [sys.executable, "-m", "opus"]
-    planned = subprocess.run([*opus, "schedule", "--full"], env=env, capture_output=True, text=True, check=True,
-                             timeout=120)
-    run_id = json.loads(planned.stdout.strip().splitlines()[-1])["run_id"]
+    run_id = schedule_full(env)
     httpx.post(f"{sandbox.base_url}/admin/reset", timeout=5)  # measure the workers' pages alone
     # Each process alone could send 4 / 0.1 s = 40 requests/s: the limit binds in both.
-    workers = [subprocess.Popen([*opus, "worker", "--workers", "4"], env=env) for _ in range(2)]
+    workers = [subprocess.Popen([*OPUS, "worker", "--workers", "4"], env=env) for _ in range(2)]
     try:
-        deadline = time.monotonic() + 120
-        status = "running"
-        while status not in ("completed", "failed") and time.monotonic() < deadline:
-            time.sleep(0.5)
-            with db.connection() as conn:
-                row = conn.execute("SELECT status FROM run_metadata WHERE run_id = %s", (run_id,)).fetchone()
-            status = row["status"] if row else "missing"
-        assert status == "completed"
+        assert wait_for_run_end(db, run_id) == "completed"
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)

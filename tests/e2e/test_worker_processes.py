@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import pytest
+from processes import OPUS, schedule_full, wait_for_run_end
 
 from opus.db.pool import Database
 from opus.sandbox.runner import RunningSandbox, run_sandbox
@@ -29,20 +27,10 @@ def test_two_worker_processes_finish_a_scheduled_run(db: Database, database_url:
         "DATABASE_URL": database_url, "NIVODA_ENDPOINT": sandbox.endpoint, "NIVODA_RATE_LIMIT_PER_S": "10000",
         "MIN_RECORDS_PER_WORKER": "300", "MAX_WORKERS": "6",
     }
-    opus = [sys.executable, "-m", "opus"]
-    planned = subprocess.run([*opus, "schedule", "--full"], env=env, capture_output=True, text=True, check=True,
-                             timeout=120)
-    run_id = json.loads(planned.stdout.strip().splitlines()[-1])["run_id"]
-    workers = [subprocess.Popen([*opus, "worker", "--workers", "2"], env=env) for _ in range(2)]
+    run_id = schedule_full(env)
+    workers = [subprocess.Popen([*OPUS, "worker", "--workers", "2"], env=env) for _ in range(2)]
     try:
-        deadline = time.monotonic() + 120
-        status = "running"
-        while status not in ("completed", "failed") and time.monotonic() < deadline:
-            time.sleep(0.5)
-            with db.connection() as conn:
-                row = conn.execute("SELECT status FROM run_metadata WHERE run_id = %s", (run_id,)).fetchone()
-            status = row["status"] if row else "missing"
-        assert status == "completed"
+        assert wait_for_run_end(db, run_id) == "completed"
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)

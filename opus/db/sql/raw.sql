@@ -22,20 +22,6 @@ UPDATE raw_diamonds_nivoda
 SET seen_run_id = %(run_id)s, pending = true, claimed_by = NULL, claimed_until = NULL
 WHERE feed = %(feed)s AND supplier_stone_id = ANY(%(stone_ids)s::text[]) AND seen_run_id <> %(run_id)s
 
--- name: claim_batch
--- Rows whose claim expired (a crashed consolidator) are taken over. The plain claim, for tools; the consolidator
--- uses `claim_built_or_batch`, which also releases the rows it has nothing to do for.
-UPDATE raw_diamonds_nivoda r
-SET claimed_by = %(claimant)s, claimed_until = %(now)s + make_interval(secs => %(ttl_s)s)
-WHERE r.id IN (
-    SELECT id FROM raw_diamonds_nivoda
-    WHERE feed = %(feed)s AND pending AND (claimed_until IS NULL OR claimed_until < %(now)s)
-    ORDER BY id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING r.id, r.supplier_stone_id, r.payload::text AS payload, r.payload_hash, r.run_id
-
 -- name: claim_built_or_batch
 -- Rows whose claim expired (a crashed consolidator) are taken over. A row whose diamond was built from this very
 -- payload by this mapping and these rules is released here, in the same statement, unread: one narrow write

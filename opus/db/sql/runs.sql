@@ -164,6 +164,10 @@ SELECT feed, max(watermark) AS value FROM run_metadata
 WHERE status = 'completed' AND watermark IS NOT NULL
 GROUP BY feed
 
+-- name: committed_watermark
+SELECT max(watermark) AS value FROM run_metadata
+WHERE feed = %(feed)s AND status = 'completed' AND watermark IS NOT NULL
+
 -- name: reopen_run
 -- A failed run resumes running; one that never stored a plan goes back to planning, to be planned again.
 UPDATE run_metadata
