@@ -14,7 +14,6 @@ Configured once per process: a second call changes nothing.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,8 +21,6 @@ from opus.config import Settings
 from opus.logs import use_extra_formatter
 
 LOGGER_NAME = "opus"
-_configured = False
-_lock = threading.Lock()
 
 Configure = Callable[..., None]
 
@@ -49,33 +46,23 @@ def aad_client_id(authentication: str | None) -> tuple[bool, str | None]:
 
 
 def configure_telemetry(settings: Settings, *, configure: Configure | None = None) -> bool:
-    """Set up Application Insights (or key=value log lines) once; True when Application Insights was set up.
+    """Set up Application Insights (or key=value log lines); True when Application Insights was set up.
 
-    `configure` stands in for `configure_azure_monitor` (a boundary we do not own).
+    Called once per process, by `opus.azure.runtime.current_runtime` as it builds the process's runtime under its
+    lock (a second `configure_azure_monitor` would add a second exporter). `configure` stands in for
+    `configure_azure_monitor` (a boundary we do not own).
     """
-    global _configured
-    with _lock:
-        if _configured:
-            return False
-        _configured = True
-        connection = settings.applicationinsights_connection_string
-        if not connection:
-            use_extra_formatter(logging.getLogger().handlers)
-            return False
-        options: dict[str, Any] = {"connection_string": connection, "logger_name": LOGGER_NAME}
-        use_aad, client_id = aad_client_id(settings.applicationinsights_authentication_string)
-        if use_aad:
-            from azure.identity import ManagedIdentityCredential
+    connection = settings.applicationinsights_connection_string
+    if not connection:
+        use_extra_formatter(logging.getLogger().handlers)
+        return False
+    options: dict[str, Any] = {"connection_string": connection, "logger_name": LOGGER_NAME}
+    use_aad, client_id = aad_client_id(settings.applicationinsights_authentication_string)
+    if use_aad:
+        from azure.identity import ManagedIdentityCredential
 
-            options["credential"] = ManagedIdentityCredential(client_id=client_id)
-        (configure or _azure_monitor())(**options)
-        logging.getLogger(LOGGER_NAME).setLevel(logging.INFO)
-        logging.getLogger(__name__).info("application insights configured", extra={"aad": use_aad})
-        return True
-
-
-def reset_for_tests() -> None:
-    """Forget that telemetry was configured, so that a test can configure it again."""
-    global _configured
-    with _lock:
-        _configured = False
+        options["credential"] = ManagedIdentityCredential(client_id=client_id)
+    (configure or _azure_monitor())(**options)
+    logging.getLogger(LOGGER_NAME).setLevel(logging.INFO)
+    logging.getLogger(__name__).info("application insights configured", extra={"aad": use_aad})
+    return True

@@ -179,10 +179,6 @@ class Faults:
         return RequestFault(status=status, drop="drop" in hit, slow="slow" in hit,
                             graphql_error="graphql_error" in hit, truncate="truncate" in hit)
 
-    def next_failure(self) -> int | None:
-        """The HTTP status to fail this request with, or None to serve it."""
-        return self.decide().status
-
     def latency_s(self) -> float:
         return self._settings.latency_ms / 1000
 

@@ -30,11 +30,9 @@ class RecordingConfigure:
 
 @pytest.fixture(autouse=True)
 def fresh_telemetry() -> Iterator[None]:
-    telemetry.reset_for_tests()
     root = logging.getLogger()
     formatters = [(h, h.formatter) for h in root.handlers]
     yield
-    telemetry.reset_for_tests()
     for handler, formatter in formatters:
         handler.setFormatter(formatter)
 
@@ -51,16 +49,6 @@ def test_application_insights_gets_the_connection_string_and_only_the_opus_logge
         load_settings(applicationinsights_connection_string=CONNECTION), configure=configure) is True
 
     assert configure.calls == [{"connection_string": CONNECTION, "logger_name": "opus"}]
-
-
-def test_it_is_configured_once_per_process() -> None:
-    configure = RecordingConfigure()
-    settings = load_settings(applicationinsights_connection_string=CONNECTION)
-
-    telemetry.configure_telemetry(settings, configure=configure)
-    assert telemetry.configure_telemetry(settings, configure=configure) is False
-
-    assert len(configure.calls) == 1
 
 
 @pytest.mark.parametrize(("authentication", "client_id"), [

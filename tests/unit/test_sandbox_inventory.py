@@ -285,7 +285,7 @@ def test_add_and_set_availability(inv: Inventory) -> None:
 def test_fail_next_is_served_in_order_then_nothing() -> None:
     inv = Inventory(0)
     inv.faults.configure(fail_next=[429, 500, 503])
-    assert [inv.faults.next_failure() for _ in range(4)] == [429, 500, 503, None]
+    assert [inv.faults.decide().status for _ in range(4)] == [429, 500, 503, None]
     with pytest.raises(ValueError, match="fail_next"):
         inv.faults.configure(fail_next=[200])
     with pytest.raises(ValueError, match="rate_429"):
