@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from opus.domain.models import FeedConfig
@@ -24,6 +24,8 @@ DEFAULT_SANDBOX_ENDPOINT = "http://127.0.0.1:4000/api/diamonds"
 
 class Settings(BaseSettings):
     """Opus configuration, read from environment variables (case-insensitive) and an optional `.env`."""
+
+    _feeds: tuple[Path | None, tuple[FeedConfig, ...]] | None = PrivateAttr(default=None)
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
@@ -267,10 +269,13 @@ class Settings(BaseSettings):
 
     @property
     def feeds(self) -> tuple[FeedConfig, ...]:
-        """Every configured feed (see `opus.feeds.catalog`), read from FEEDS_FILE now."""
+        """Every configured feed (see `opus.feeds.catalog`), read from FEEDS_FILE once (the scheduler asks often)."""
         from opus.feeds.catalog import load_feeds
 
-        return load_feeds(self.feeds_file)
+        # Keyed by the path: a copy of these settings naming another file must not get this file's feeds.
+        if self._feeds is None or self._feeds[0] != self.feeds_file:
+            self._feeds = (self.feeds_file, load_feeds(self.feeds_file))
+        return self._feeds[1]
 
     @field_validator("database_url")
     @classmethod

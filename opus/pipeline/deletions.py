@@ -44,7 +44,7 @@ class ConfirmStep:
 def confirm_unseen(deps: PipelineDeps, run: dict[str, Any], deadline: float) -> ConfirmStep:
     """Look up unseen stones until none is left, the per-run limit is reached, or the slice's deadline passes."""
     run_id, feed = str(run["run_id"]), str(run["feed"])
-    checked = _checked_so_far(deps, run_id)
+    checked = int(run["candidates_checked"])  # the run as this slice read it: only chain 0 changes the count
     if checked == 0:
         with deps.db.transaction() as conn:  # once per run, before the first look for candidates
             conn.execute(RAW.analyze_for_deletions)
@@ -101,9 +101,3 @@ def _lookup(deps: PipelineDeps, ids: tuple[str, ...], filters: Mapping[str, Any]
                 items[stone_id] = item
         offset += len(page)
     return list(items.values())
-
-
-def _checked_so_far(deps: PipelineDeps, run_id: str) -> int:
-    with deps.db.connection() as conn:
-        row = conn.execute(RUNS.get_run, {"run_id": run_id}).fetchone()
-    return int(row["candidates_checked"]) if row else 0
