@@ -17,6 +17,7 @@ from opus.local.run_once import run_feeds
 from opus.local.runtime import LocalRuntime
 from opus.sandbox.config import Latency, SandboxConfig
 from opus.sandbox.runner import RunningSandbox, run_sandbox
+from opus.testing.traffic import assert_rate_held
 
 SIZE = 3_000
 FEEDS = """
@@ -73,4 +74,4 @@ def test_two_feeds_complete_and_reconcile_with_the_inventory(
         # Counts left out about 2 % (rows past the count) and yet every row was fetched.
         assert p["fetched"] >= len(expected[p["feed"]]) > p["estimated"]
     requests = httpx.get(f"{sandbox.base_url}/admin/stats", timeout=5).json()["requests"]
-    assert requests["max_per_second"] <= settings.nivoda_rate_limit_per_s + 2
+    assert_rate_held(requests, settings.nivoda_rate_limit_per_s)
