@@ -46,7 +46,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check opus tests bench
-	$(BIN)/mypy opus
+	$(BIN)/mypy opus bench
 
 # Bicep parses, checkov passes offline (accepted findings in docs/deploy.md), parameter files, app settings and
 # workflows agree: tests/deploy.

@@ -28,7 +28,16 @@ from typing import Any
 
 import httpx
 
-from bench.common import base_parser, bench_settings, fetch_from_sandbox, load_now, log, report, scratch_database
+from bench.common import (
+    DEFAULT_SERVER,
+    base_parser,
+    bench_settings,
+    fetch_from_sandbox,
+    load_now,
+    log,
+    report,
+    scratch_database,
+)
 from opus.domain.models import RunType
 from opus.local.run_once import Progress, run_once
 from opus.local.runtime import LocalRuntime
@@ -145,6 +154,33 @@ def main() -> None:
         for workers in (int(w) for w in args.workers.split(",")):
             figures["workers"][str(workers)] = bench_workers(args.server, sb, workers, overrides, args.diamonds)
     report("full_run", figures, args.json_out)
+
+
+# The interface of bench/run_all.py (bench/README.md): the sandbox in its own process, the rate limit lifted.
+SMOKE_SCALE: dict[str, int] = {"diamonds": 500, "workers": 2}
+FULL_SCALE: dict[str, int] = {"diamonds": 20_000, "workers": 10}
+CEILING = "fetch only (client + sandbox, nothing stored)"
+
+
+def run(scale: dict[str, int], server: str = DEFAULT_SERVER) -> dict[str, Any]:
+    diamonds, workers = scale["diamonds"], scale["workers"]
+    log(f"starting a sandbox process of {diamonds} diamonds")
+    with sandbox_process(diamonds) as sb:
+        cases = bench_workers(server, sb, workers, {"nivoda_rate_limit_per_s": 10_000.0}, diamonds)
+    ceiling = cases[CEILING]["rows_per_s"]
+    first = cases["full run (empty database)"]
+    figures: list[dict[str, Any]] = [
+        {"name": f"{name}, {workers} workers", "value": case["rows_per_s"], "unit": "rows/s",
+         "higher_is_better": True, "baseline": ceiling, "baseline_name": "fetch only, nothing stored",
+         "limit": "two cores shared by the sandbox, the page workers, the consolidator and PostgreSQL"}
+        for name, case in cases.items() if name != CEILING and "full" in name
+    ]
+    figures.append({"name": f"incremental run (nothing changed), {workers} workers",
+                    "value": cases["incremental run (nothing changed)"]["seconds"], "unit": "s",
+                    "higher_is_better": False, "baseline": first["seconds"], "baseline_name": "the first full run",
+                    "limit": "planning: the density scan counts every price band"})
+    return {"key": "full_run", "title": "A whole run against the sandbox",
+            "command": ".venv/bin/python -m bench.full_run", "scale": dict(scale), "figures": figures, "details": cases}
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.common import base_parser, load_now, log, report, scratch_database
+from bench.common import DEFAULT_SERVER, base_parser, load_now, log, report, scratch_database
 from opus.adapters.postgres_queue import PostgresQueue
 from opus.db.pool import Database
 from opus.local.consumers import QueueConsumer
+from opus.pipeline.outcomes import Outcome
 
 RUN_ID = str(uuid.uuid4())
 
@@ -76,7 +77,7 @@ def drain_plain(queue: PostgresQueue, name: str, threads: int) -> tuple[float, i
 
 def drain_consumer(queue: PostgresQueue, name: str, total: int, threads: int) -> float:
     finished = threading.Event()
-    consumer = QueueConsumer(queue, name, lambda body, n: None, concurrency=threads, visibility_timeout_s=60,
+    consumer = QueueConsumer(queue, name, lambda body: Outcome.done(), concurrency=threads, visibility_timeout_s=60,
                              wait_s=0.2, name="bench")
     started = time.perf_counter()
     consumer.start()
@@ -120,15 +121,45 @@ def bench_consumers(server: str, total: int, threads: int) -> dict[str, Any]:
     return out
 
 
+def measure(server: str, messages: int, consumer_counts: list[int]) -> dict[str, Any]:
+    figures: dict[str, Any] = {"messages": messages, "consumers": {}}
+    for threads in consumer_counts:
+        figures["consumers"][str(threads)] = bench_consumers(server, messages, threads)
+    return figures
+
+
 def main() -> None:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--messages", type=int, default=5_000)
     parser.add_argument("--consumers", default="1,4")
     args = parser.parse_args()
-    figures: dict[str, Any] = {"messages": args.messages, "consumers": {}}
-    for threads in (int(c) for c in args.consumers.split(",")):
-        figures["consumers"][str(threads)] = bench_consumers(args.server, args.messages, threads)
-    report("queue", figures, args.json_out)
+    report("queue", measure(args.server, args.messages, [int(c) for c in args.consumers.split(",")]),
+           args.json_out)
+
+
+# The interface of bench/run_all.py (bench/README.md): one consumer, then `consumers` consumers.
+SMOKE_SCALE: dict[str, int] = {"messages": 50, "consumers": 1}
+FULL_SCALE: dict[str, int] = {"messages": 5_000, "consumers": 4}
+PLAIN = "drain: receive + complete"
+CONSUMER = "drain through QueueConsumer (no-op handler)"
+
+
+def run(scale: dict[str, int], server: str = DEFAULT_SERVER) -> dict[str, Any]:
+    figures = measure(server, scale["messages"], sorted({1, scale["consumers"]}))
+    rows: list[dict[str, Any]] = []
+    for threads, cases in figures["consumers"].items():
+        for name, case in cases.items():
+            if not isinstance(case, dict):
+                continue  # the load at the start
+            rows.append({
+                "name": f"{name}, {threads} consumer(s)", "value": case["messages_per_s"], "unit": "messages/s",
+                "higher_is_better": True,
+                **({"baseline": cases[PLAIN]["messages_per_s"], "baseline_name": "plain receive + complete"}
+                   if name == CONSUMER else {}),
+                "limit": "a transaction per receive and per complete (SKIP LOCKED select, update, commit)"})
+    return {"key": "local_queue", "title": "Local queue (PostgreSQL)",
+            "command": ".venv/bin/python -m bench.local_queue", "scale": dict(scale), "figures": rows,
+            "details": figures}
 
 
 if __name__ == "__main__":

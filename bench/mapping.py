@@ -8,10 +8,11 @@ figure is pure CPU in one thread, the per-record cost the consolidator pays befo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from bench.common import base_parser, log, report, sandbox_items, summarize, time_repeated
+from bench.common import DEFAULT_SERVER, base_parser, log, report, sandbox_items, summarize, time_repeated
 from opus.domain.mapping import MappingError, map_nivoda_item
 from opus.domain.models import Diamond, PricingRule
 from opus.domain.pricing import DEFAULT_RULE, PricingEngine
@@ -39,14 +40,9 @@ def map_all(items: list[dict[str, Any]]) -> list[Diamond]:
     return out
 
 
-def main() -> None:
-    parser = base_parser(__doc__ or "")
-    parser.add_argument("--items", type=int, default=5_000)
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
-
-    log(f"fetching {args.items} items from a sandbox through the Nivoda client")
-    with sandbox_items(args.items) as fetched:
+def measure(count: int, repeats: int) -> dict[str, Any]:
+    log(f"fetching {count} items from a sandbox through the Nivoda client")
+    with sandbox_items(count) as fetched:
         items = fetched.items
     engine = PricingEngine(RULES)
     diamonds = map_all(items)
@@ -61,11 +57,11 @@ def main() -> None:
         for d in map_all(items):
             to_staging_row(d, engine, RUN_ID)
 
-    cases = {
+    cases: dict[str, Callable[[], object]] = {
         "map": lambda: map_all(items),
         "price (already mapped)": lambda: [engine.price(d) for d in diamonds],
         "map + price": map_and_price,
-        "map + price + staging row (content hash)": consolidator_cpu,
+        CONSOLIDATOR_CPU: consolidator_cpu,
         "payload hash (store_page, per item)": lambda: [payload_hash(i) for i in items],
     }
     figures: dict[str, Any] = {
@@ -75,14 +71,48 @@ def main() -> None:
     for name, fn in cases.items():
         log(f"timing {name}")
         fn()  # warm-up
-        seconds = summarize(time_repeated(fn, args.repeats))
+        seconds = summarize(time_repeated(fn, repeats))
         figures["cases"][name] = {
             "records_per_s_median": round(n / seconds["median"]),
             "records_per_s_best": round(n / seconds["min"]),
             "us_per_record_median": round(1e6 * seconds["median"] / n, 1),
-            "repeats": args.repeats,
+            "repeats": repeats,
         }
-    report("mapping", figures, args.json_out)
+    return figures
+
+
+def main() -> None:
+    parser = base_parser(__doc__ or "")
+    parser.add_argument("--items", type=int, default=5_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    report("mapping", measure(args.items, args.repeats), args.json_out)
+
+
+# The interface of bench/run_all.py (bench/README.md).
+SMOKE_SCALE: dict[str, int] = {"items": 100, "repeats": 1}
+FULL_SCALE: dict[str, int] = {"items": 5_000, "repeats": 7}
+CONSOLIDATOR_CPU = "map + price + staging row (content hash)"
+
+
+def run(scale: dict[str, int], server: str = DEFAULT_SERVER) -> dict[str, Any]:
+    """Pure CPU in one thread: `server` is not used."""
+    figures = measure(scale["items"], scale["repeats"])
+    mapped = figures["cases"]["map"]["records_per_s_median"]
+    return {
+        "key": "mapping", "title": "Mapping and pricing, one thread", "command": ".venv/bin/python -m bench.mapping",
+        "scale": dict(scale),
+        "figures": [
+            {"name": f"{name}, median of {case['repeats']}", "value": case["records_per_s_median"],
+             "unit": "records/s", "higher_is_better": True,
+             **({"baseline": mapped, "baseline_name": "map alone"} if name != "map" else {}),
+             "limit": "Python per record in one interpreter: building the Diamond, Decimal arithmetic"}
+            for name, case in figures["cases"].items()
+        ],
+        "notes": ["The consolidator's Python work per row before it touches the database is the "
+                  f"`{CONSOLIDATOR_CPU}` case; raw JSON parsing is left out (the items are dicts already)."],
+        "details": figures,
+    }
 
 
 if __name__ == "__main__":

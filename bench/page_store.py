@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.common import (
+    DEFAULT_SERVER,
     PAGE_SIZE,
     base_parser,
     load_now,
@@ -91,19 +92,45 @@ def bench_threads(server: str, pages: list[list[dict[str, Any]]], threads: int) 
     return out
 
 
+def measure(server: str, count: int, thread_counts: list[int]) -> dict[str, Any]:
+    log(f"fetching {count} items from a sandbox through the Nivoda client")
+    with sandbox_items(count) as fetched:
+        items = fetched.items
+    pages = [items[i:i + PAGE_SIZE] for i in range(0, len(items), PAGE_SIZE)]
+    figures: dict[str, Any] = {"items": len(items), "page_size": PAGE_SIZE, "threads": {}}
+    for threads in thread_counts:
+        figures["threads"][str(threads)] = bench_threads(server, pages, threads)
+    return figures
+
+
 def main() -> None:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--threads", default="1,4")
     args = parser.parse_args()
-    log(f"fetching {args.items} items from a sandbox through the Nivoda client")
-    with sandbox_items(args.items) as fetched:
-        items = fetched.items
-    pages = [items[i:i + PAGE_SIZE] for i in range(0, len(items), PAGE_SIZE)]
-    figures: dict[str, Any] = {"items": len(items), "page_size": PAGE_SIZE, "threads": {}}
-    for threads in (int(t) for t in args.threads.split(",")):
-        figures["threads"][str(threads)] = bench_threads(args.server, pages, threads)
-    report("page_store", figures, args.json_out)
+    report("page_store", measure(args.server, args.items, [int(t) for t in args.threads.split(",")]),
+           args.json_out)
+
+
+# The interface of bench/run_all.py (bench/README.md): one thread, then `threads` threads.
+SMOKE_SCALE: dict[str, int] = {"items": 200, "threads": 1}
+FULL_SCALE: dict[str, int] = {"items": 20_000, "threads": 4}
+FIRST = "first full run (inserts)"
+
+
+def run(scale: dict[str, int], server: str = DEFAULT_SERVER) -> dict[str, Any]:
+    figures = measure(server, scale["items"], sorted({1, scale["threads"]}))
+    rows: list[dict[str, Any]] = []
+    for threads, cases in figures["threads"].items():
+        first = cases[FIRST]["pages_per_s"]
+        for name, case in cases.items():
+            rows.append({
+                "name": f"{name}, {threads} thread(s)", "value": case["pages_per_s"], "unit": "pages/s",
+                "higher_is_better": True,
+                **({"baseline": first, "baseline_name": "first full run"} if name != FIRST else {}),
+                "limit": "one transaction per page: the upsert of 50 rows and its commit (a WAL flush)"})
+    return {"key": "page_store", "title": "Page store", "command": ".venv/bin/python -m bench.page_store",
+            "scale": dict(scale), "figures": rows, "details": figures}
 
 
 if __name__ == "__main__":

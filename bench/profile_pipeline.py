@@ -81,7 +81,7 @@ def upsert_variants(db: Database, pages: list[list[dict[str, Any]]]) -> dict[str
         run_id = str(uuid.uuid4())
         started = time.perf_counter()
         for page in pages:
-            rows = {stone_id_of(item): item for item in page}
+            rows = {str(stone_id_of(item)): item for item in page}  # sandbox items all have an id
             ids = sorted(rows)
             params = {"run_id": run_id, "stone_ids": ids, "payloads": [Jsonb(rows[s]) for s in ids],
                       "hashes": [payload_hash(rows[s]) for s in ids]}

@@ -45,7 +45,8 @@ from bench.results import (
 BENCH_DIR = Path(__file__).parent
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
 JSON_DIR = BENCH_DIR / ".results"
-NOT_BENCHMARKS = {"common", "machine", "results", "run_all"}
+# Helpers of the benchmarks, and `profile_pipeline`: a profiler that explains figures, with none of its own.
+NOT_BENCHMARKS = {"common", "machine", "results", "run_all", "profile_pipeline"}
 CHILD_TIMEOUT_S = 3600
 
 
@@ -175,14 +176,14 @@ def main() -> None:
     for name in names:
         load = machine.load_average()
         log(f"{name}: running (load {load})")
-        result, error, seconds = run_child(name, args.smoke, args.server)
+        outcome, error, seconds = run_child(name, args.smoke, args.server)
         per_benchmark[name] = {"load_before": load, "load_after": machine.load_average(), "seconds": seconds}
-        if result is None:
+        if outcome is None:
             log(f"{name}: FAILED after {seconds:.0f} s")
             errors[name] = error
         else:
             log(f"{name}: done in {seconds:.0f} s")
-            results[name] = result
+            results[name] = outcome
     environment |= {"load_after": machine.load_average(), "minutes": (time.perf_counter() - started) / 60,
                     "busy_after": machine.busy_summary(machine.busy_processes())}
 
