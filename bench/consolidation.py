@@ -353,8 +353,9 @@ def run(scale: dict[str, int], server: str = DEFAULT_SERVER) -> dict[str, Any]:
         figures = bench_size(server, fetched.items, n, {})
     first, second = figures["first (all inserts)"], figures["second (nothing changed)"]
     replaced, merge_limit = figures["replaced"], figures["copy_merge_limit"]
-    # Measured statement by statement (one claimant, 20,000 rows): parsing, mapping, pricing and hashing take
-    # ~70 us a row, now in worker processes beside the claimant; what is left shares the same two cores with them.
+    # Measured statement by statement (one claimant, 20,000 rows) and by CPU time (40,000 rows, two claimants, two
+    # workers): parsing, mapping, pricing and hashing take ~67 us of CPU a row in the workers, the claimant ~30 us,
+    # PostgreSQL ~100 us; together they keep both cores busy (96 %), so the first pass is bound by CPU per row.
     per_row = ("the database's work per row, on the cores the worker processes also use: the claim rewrites the "
                "raw row and turns its jsonb payload into text (~40 us), the release rewrites it again (~15 us), "
                "the upsert (~28 us); the COPY-merge limit does the upsert alone, with nothing to map")
