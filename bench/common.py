@@ -93,8 +93,8 @@ def scratch_database(server: str, purpose: str) -> AbstractContextManager[str]:
 
 
 # The settings that matter for the figures, as last built by `bench_settings`; `report` prints them.
-SETTINGS_SHOWN = ("pg_pool_max", "consolidator_batch_size", "consolidator_concurrency", "max_workers",
-                  "min_records_per_worker", "worker_page_size", "nivoda_rate_limit_per_s")
+SETTINGS_SHOWN = ("pg_pool_max", "consolidator_batch_size", "consolidator_concurrency", "consolidator_processes",
+                  "max_workers", "min_records_per_worker", "worker_page_size", "nivoda_rate_limit_per_s")
 _settings_used: dict[str, Any] = {}
 
 

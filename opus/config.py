@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     claim_ttl_seconds: int = Field(default=300, ge=5, description="Consolidator claims expire after this.")
     consolidator_batch_size: int = Field(default=2_000, ge=1, le=50_000)
     consolidator_concurrency: int = Field(default=2, ge=1, le=32, description="Consolidation chains per run.")
+    consolidator_processes: int | None = Field(
+        default=None, ge=0, le=64,
+        description="Worker processes that parse, map and price claimed raw rows for consolidation; 0: in the "
+        "consolidating thread. Unset: the machine's cores on one machine, 0 in the Functions app.",
+    )
     consolidator_slice_s: float = Field(
         default=60.0, gt=0, le=600,
         description="How long one consolidate message works before it sends its continuation.",

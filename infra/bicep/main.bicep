@@ -276,6 +276,8 @@ var appSettings = {
   CLAIM_TTL_SECONDS: '300'
   CONSOLIDATOR_BATCH_SIZE: '2000'
   CONSOLIDATOR_CONCURRENCY: string(consolidatorConcurrency)
+  // In-thread: an instance has few cores, and chains on several instances are the parallelism.
+  CONSOLIDATOR_PROCESSES: '0'
   CONSOLIDATOR_SLICE_S: '120'
   MAX_DELETE_FRACTION: '0.5'
   DELETE_CONFIRM_LIMIT: '50000'

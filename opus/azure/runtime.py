@@ -25,6 +25,7 @@ from opus.config import Settings, get_settings
 from opus.db.pool import Database
 from opus.errors import ConfigError
 from opus.pipeline.deps import PipelineDeps
+from opus.pipeline.preparers import preparer_for
 from opus.ports import Alerts, Clock, Feed, WatermarkStore, WorkQueue
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,14 @@ class AzureRuntime:
     ) -> None:
         """`resources` closes what the runtime owns (pool, clients); parts passed in by a caller stay theirs."""
         self.settings = settings
+        self._resources = resources or ExitStack()
+        # In-thread unless set: chains on several instances are the parallelism, and an instance's cores are few.
+        preparer = preparer_for(settings.consolidator_processes or 0)
+        self._resources.callback(preparer.close)
         self.deps = PipelineDeps(
             db=db, feed=feed, queue=queue, watermarks=watermarks, alerts=alerts, clock=clock, settings=settings,
+            preparer=preparer,
         )
-        self._resources = resources or ExitStack()
         self._asgi_app: Any = None
         self._asgi_middleware: Any = None
         self._asgi_lock = threading.Lock()

@@ -8,6 +8,7 @@ publishing, queue pruning), so every runtime recovers from crashes on its own.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -27,6 +28,7 @@ from opus.pipeline.control import RunControl
 from opus.pipeline.deps import PipelineDeps
 from opus.pipeline.housekeeping import run_housekeeping
 from opus.pipeline.outcomes import PartitionFinished
+from opus.pipeline.preparers import preparer_for
 from opus.pipeline.worker import handle_work_item
 from opus.ports import CONSOLIDATE_QUEUE, WORK_QUEUE, Clock, Feed
 
@@ -52,9 +54,14 @@ class LocalRuntime:
                 feed = client
             self.queue = PostgresQueue(self.db, max_deliveries=settings.queue_max_deliveries)
             self._stack.callback(self.queue.close)
+            # One machine: consolidation's pure Python spreads over every core (the pool starts on first use).
+            processes = settings.consolidator_processes
+            preparer = preparer_for((os.cpu_count() or 1) if processes is None else processes)
+            self._stack.callback(preparer.close)
             self.deps = PipelineDeps(
                 db=self.db, feed=feed, queue=self.queue, watermarks=PostgresWatermarkStore(self.db),
                 alerts=PostgresAlerts(self.db, self._notifier()), clock=clock or SystemClock(), settings=settings,
+                preparer=preparer,
             )
             self.coordinator = PostgresCoordinator(self.deps)
             self.control = RunControl(self.deps, self.coordinator)

@@ -4,7 +4,9 @@ Each consolidate message works for at most `CONSOLIDATOR_SLICE_S`, then sends th
 `CONSOLIDATOR_CONCURRENCY` chains run side by side (on Azure, on different instances). Raw rows are claimed in
 batches with a TTL, so a crashed claimant's rows are taken over. A chain never ends while the run's feed still has
 rows pending, claimed or not: if others hold them, it comes back when their claims could have expired. Chain 0,
-finding nothing pending, confirms deletions (full runs) and finalizes.
+finding nothing pending, confirms deletions (full runs) and finalizes. Parsing, mapping and pricing happen in
+`deps.preparer`: in the claimant's thread, or in worker processes while the claimant claims its next batch and
+writes its last (`consolidate_batches`).
 """
 
 from __future__ import annotations
@@ -14,25 +16,26 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from opus.db.pool import Connection
 from opus.db.queries import Queries
-from opus.domain.mapping import MAPPING_VERSION, MappingError, map_nivoda_item
-from opus.domain.models import ConsolidateMessage, Diamond, RunStatus, RunType
+from opus.domain.mapping import MAPPING_VERSION
+from opus.domain.models import ConsolidateMessage, RunStatus, RunType
 from opus.errors import FeedTransientError
 from opus.pipeline.deletions import confirm_unseen
 from opus.pipeline.deps import PipelineDeps
-from opus.pipeline.diamond_rows import BuiltFrom, load_pricing_engine, rules_version, to_staging_row
+from opus.pipeline.diamond_rows import load_pricing_rules, rules_version
 from opus.pipeline.finalize import finalize
 from opus.pipeline.outcomes import Outcome, backoff_s
-from opus.pipeline.raw_store import parse_payload
+from opus.pipeline.preparers import PendingBatch
 from opus.pipeline.runs import get_run
+from opus.pipeline.staging_rows import ClaimedRow, MappingFailure, PreparedBatch, StagingTask, prepare_staging
 from opus.ports import CONSOLIDATE_QUEUE, JSON
 
 logger = logging.getLogger(__name__)
@@ -94,7 +97,7 @@ def drain(deps: PipelineDeps, run_id: str, feed: str) -> BatchResult:
 
     def claimant(i: int) -> BatchResult:
         consolidated = errors = unchanged = 0
-        while (batch := consolidate_batch(deps, run_id, feed, f"{base}:{i}")) is not None:
+        for batch in consolidate_batches(deps, run_id, feed, f"{base}:{i}"):
             consolidated, errors = consolidated + batch.consolidated, errors + batch.errors
             unchanged += batch.unchanged
         return BatchResult(consolidated, errors, unchanged)
@@ -132,11 +135,11 @@ def _slice(deps: PipelineDeps, run_id: str, *, chain: int, force: bool) -> Slice
         conn.execute(RUNS.consolidation_active, {"run_id": run_id, "now": deps.clock.now()})
     claimant = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     consolidated = errors = 0
-    while (batch := consolidate_batch(deps, run_id, feed, claimant)) is not None:
+    for batch in consolidate_batches(deps, run_id, feed, claimant, more=lambda: time.monotonic() < deadline):
         consolidated += batch.consolidated
         errors += batch.errors
-        if time.monotonic() >= deadline:
-            return SliceResult(str(run["status"]), consolidated, errors, 0.0)
+    if time.monotonic() >= deadline:
+        return SliceResult(str(run["status"]), consolidated, errors, 0.0)
     pending, next_expiry = _pending(deps, feed)
     if pending:
         # Claimed by others, alive or dead: come back, at the latest when their claims run out.
@@ -157,8 +160,37 @@ def consolidate_batch(deps: PipelineDeps, run_id: str, feed: str, claimant: str)
     Rows whose diamond was built from the same payload, mapping and rules are released by the claim itself and
     counted as consolidated (`unchanged`): nothing of them is read, parsed or written to `diamonds`.
     """
+    claimed = _claim(deps, run_id, feed, claimant)
+    return None if claimed is None else _write(deps, run_id, feed, claimant, claimed)
+
+
+def consolidate_batches(deps: PipelineDeps, run_id: str, feed: str, claimant: str,
+                        more: Callable[[], bool] = lambda: True) -> Iterator[BatchResult]:
+    """`consolidate_batch` again and again, until nothing is claimable or `more()` turns false. The next batch
+    is claimed, and handed to the preparer, before this one is written: with worker processes, preparing one
+    batch overlaps the database work of the other."""
+    in_flight = _claim(deps, run_id, feed, claimant)
+    while in_flight is not None:
+        following = _claim(deps, run_id, feed, claimant) if more() else None
+        yield _write(deps, run_id, feed, claimant, in_flight)
+        in_flight = following
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    to_build: list[int]  # raw ids to release once written
+    unchanged: int
+    task: StagingTask
+    prepared: PendingBatch | None
+
+
+def _claim(deps: PipelineDeps, run_id: str, feed: str, claimant: str) -> _Claimed | None:
     settings = deps.settings
     with deps.db.transaction() as conn:
+        # The rules and their version, read together under the rules lock, price the batch; `_write` checks
+        # that the version is still current before it writes those prices.
+        conn.execute(SQL.lock_rules)
+        rules, version = load_pricing_rules(conn), rules_version(conn)
         claimed = conn.execute(
             RAW.claim_built_or_batch,
             {"claimant": claimant, "feed": feed, "now": deps.clock.now(), "ttl_s": settings.claim_ttl_seconds,
@@ -166,66 +198,47 @@ def consolidate_batch(deps: PipelineDeps, run_id: str, feed: str, claimant: str)
         ).fetchall()
     if not claimed:
         return None
-    to_build = [row for row in claimed if row["payload"] is not None]
-    unchanged = len(claimed) - len(to_build)
-    mapped, failures = _map_claimed(to_build, feed)
-    written = 0
+    to_build = sorted((row for row in claimed if row["payload"] is not None), key=lambda r: r["id"])
+    task = StagingTask(
+        tuple(ClaimedRow(r["supplier_stone_id"], r["payload"], r["payload_hash"]) for r in to_build),
+        feed, run_id, rules, version)
+    prepared = deps.preparer.submit(task) if to_build else None
+    return _Claimed([r["id"] for r in to_build], len(claimed) - len(to_build), task, prepared)
+
+
+def _write(deps: PipelineDeps, run_id: str, feed: str, claimant: str, claimed: _Claimed) -> BatchResult:
+    batch = claimed.prepared.result() if claimed.prepared is not None else None
+    written = failed = 0
     with deps.db.transaction() as conn:
-        if to_build:
-            written = _write_batch(conn, run_id, mapped)
-            conn.execute(RAW.release_batch, {"ids": [r["id"] for r in to_build], "claimant": claimant})
-            _record_failures(conn, run_id, feed, failures)
+        if batch is not None:
+            batch = _with_current_prices(conn, claimed.task, batch)
+            written, failed = len(batch.lines), len(batch.failures)
+            if batch.lines:
+                conn.execute(SQL.create_staging)
+                with conn.cursor().copy(SQL.copy_staging) as copy:
+                    copy.write("".join(batch.lines.values()))
+                conn.execute(SQL.upsert_from_staging)
+            conn.execute(RAW.release_batch, {"ids": claimed.to_build, "claimant": claimant})
+            _record_failures(conn, run_id, feed, batch.failures)
         conn.execute(RUNS.count_consolidated,
-                     {"run_id": run_id, "consolidated": written + unchanged, "errors": len(failures)})
-    return BatchResult(written + unchanged, len(failures), unchanged)
+                     {"run_id": run_id, "consolidated": written + claimed.unchanged, "errors": failed})
+    if batch is not None and batch.unpriced:
+        logger.warning("diamonds matched no pricing rule", extra={"run_id": run_id, "count": batch.unpriced})
+    return BatchResult(written + claimed.unchanged, failed, claimed.unchanged)
 
 
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    supplier_stone_id: str
-    payload: object
-    error: MappingError
-
-
-def _map_claimed(rows: list[dict[str, Any]], feed: str) -> tuple[dict[tuple[str, str], tuple[Diamond, str]],
-                                                                 list[_Failure]]:
-    """Mapped stones keyed as `diamonds` is, each with the hash of the payload it came from; and the failures."""
-    mapped: dict[tuple[str, str], tuple[Diamond, str]] = {}
-    failures: list[_Failure] = []
-    for row in sorted(rows, key=lambda r: r["id"]):
-        item = parse_payload(row["payload"])
-        result = map_nivoda_item(item, feed)
-        if isinstance(result, MappingError):
-            failures.append(_Failure(row["supplier_stone_id"], item, result))
-        else:
-            # duplicates in a batch: the latest wins
-            mapped[(result.feed, result.supplier_stone_id)] = (result, row["payload_hash"])
-    return mapped, failures
-
-
-def _write_batch(conn: Connection, run_id: str, mapped: dict[tuple[str, str], tuple[Diamond, str]]) -> int:
-    """Price and upsert the mapped stones; returns how many were written (or found already up to date)."""
-    # Rules are read and applied under a share lock: a rule change (which reprices set-based) waits for
-    # this batch, and this batch waits for it, so stale prices can never overwrite fresh ones. The rules'
-    # version is read under the same lock, so the version a row records is the one its price came from.
+def _with_current_prices(conn: Connection, task: StagingTask, batch: PreparedBatch) -> PreparedBatch:
+    """The batch, priced by the rules in force now. Under the rules lock until commit: a rule change (which
+    reprices set-based) waits for this batch, and this batch for it, so stale prices never overwrite fresh ones.
+    The rules are rarely changed between a claim and its write; when they were, the batch is prepared again."""
     conn.execute(SQL.lock_rules)
-    engine = load_pricing_engine(conn)
     version = rules_version(conn)
-    rows = [to_staging_row(d, engine, run_id, BuiltFrom(payload_hash, MAPPING_VERSION, version))
-            for d, payload_hash in mapped.values()]
-    if rows:
-        conn.execute(SQL.create_staging)
-        with conn.cursor().copy(SQL.copy_staging) as copy:
-            for staging_row, _priced in rows:
-                copy.write_row(staging_row)
-        conn.execute(SQL.upsert_from_staging)
-    unpriced = sum(not priced for _row, priced in rows)
-    if unpriced:
-        logger.warning("diamonds matched no pricing rule", extra={"run_id": run_id, "count": unpriced})
-    return len(rows)
+    if version == batch.rules_version:
+        return batch
+    return prepare_staging(replace(task, rules=load_pricing_rules(conn), rules_version=version))
 
 
-def _record_failures(conn: Connection, run_id: str, feed: str, failures: list[_Failure]) -> None:
+def _record_failures(conn: Connection, run_id: str, feed: str, failures: list[MappingFailure]) -> None:
     """Each failure goes to error_logs; a stone we already list keeps its last good data, marked as stale."""
     if not failures:
         return

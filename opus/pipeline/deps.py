@@ -6,10 +6,11 @@ steps that need it (planning, retrying) take it as an argument, so nothing is wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opus.config import Settings
 from opus.db.pool import Database
+from opus.pipeline.preparers import InThreadPreparer, Preparer
 from opus.ports import Alerts, Clock, Feed, WatermarkStore, WorkQueue
 
 
@@ -22,3 +23,5 @@ class PipelineDeps:
     alerts: Alerts
     clock: Clock
     settings: Settings
+    # Where consolidation parses, maps and prices claimed rows (owned, and closed, by the runtime).
+    preparer: Preparer = field(default_factory=InThreadPreparer)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from opus.db.pool import Connection
 from opus.db.queries import Queries
 from opus.domain.models import Diamond, PricingRule
 from opus.domain.pricing import PricingEngine
+
+if TYPE_CHECKING:  # consolidation's worker processes import this module without the database driver
+    from opus.db.pool import Connection
 
 SQL = Queries("consolidate")
 
@@ -34,9 +36,9 @@ class BuiltFrom:
     rules_version: int
 
 
-def load_pricing_engine(conn: Connection) -> PricingEngine:
-    """The active pricing rules as an engine (read per batch, so a rule change applies from the next one)."""
-    rules = [
+def load_pricing_rules(conn: Connection) -> tuple[PricingRule, ...]:
+    """The active pricing rules (read per batch, so a rule change applies from the next one)."""
+    return tuple(
         PricingRule(
             id=r["id"], priority=r["priority"], markup_ratio=r["markup_ratio"], name=r["name"], feed=r["feed"],
             shapes=frozenset(r["shapes"]) if r["shapes"] else None, carat_min=r["carat_min"],
@@ -44,8 +46,12 @@ def load_pricing_engine(conn: Connection) -> PricingEngine:
             feed_price_max=r["feed_price_max"], rating=r["rating"], active=r["active"],
         )
         for r in conn.execute(SQL.active_rules)
-    ]
-    return PricingEngine(rules)
+    )
+
+
+def load_pricing_engine(conn: Connection) -> PricingEngine:
+    """The active pricing rules as an engine."""
+    return PricingEngine(load_pricing_rules(conn))
 
 
 def to_staging_row(d: Diamond, engine: PricingEngine, run_id: str,

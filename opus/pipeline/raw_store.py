@@ -6,9 +6,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Final
 
-import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -35,24 +33,6 @@ def payload_hash(item: JSON) -> str:
     """Content hash of a raw record, independent of key order."""
     canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-# orjson reads integers beyond 64 bits as floats, where the standard parser keeps them exact; a run of 19 digits
-# anywhere (a string's digits too) sends the payload to the standard parser. Tested by mapping every digit to 0 and
-# looking for 19 zeros: two C passes, several times cheaper than a regular expression over a 3 KB payload.
-_DIGITS_TO_ZERO: Final = str.maketrans("123456789", "000000000")
-_LONG_DIGITS: Final = "0" * 19
-
-
-def parse_payload(text: str) -> Any:
-    """A raw payload read as text (`payload::text`): the same value psycopg's jsonb loader (json.loads) gives,
-    parsed about four times faster."""
-    if _LONG_DIGITS not in text.translate(_DIGITS_TO_ZERO):
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass  # e.g. a number beyond a double's range, which json.loads reads as inf
-    return json.loads(text)
 
 
 def stone_id_of(item: object) -> str | None:

@@ -22,7 +22,7 @@ from opus.domain.models import RunType
 from opus.local.run_once import run_once
 from opus.local.runtime import LocalRuntime
 from opus.pipeline.diamond_rows import STAGING_COLUMNS
-from opus.pipeline.raw_store import parse_payload
+from opus.pipeline.payload_text import parse_payload
 from opus.sandbox.runner import RunningSandbox, run_sandbox
 
 STONES = 600

@@ -26,6 +26,9 @@ WHERE feed = %(feed)s AND supplier_stone_id = ANY(%(stone_ids)s::text[]) AND see
 -- Rows whose claim expired (a crashed consolidator) are taken over. A row whose diamond was built from this very
 -- payload by this mapping and these rules is released here, in the same statement, unread: one narrow write
 -- instead of a claim, a transfer, a parse, a mapping and a release. Those come back with a NULL payload.
+-- Each candidate probes the diamonds key once (LATERAL ... LIMIT 1), and each UPDATE finds its rows by primary key
+-- from an array: joined as CTEs, the planner hashed the whole of `diamonds` and of the raw table per batch and
+-- anti-joined the batch with itself, which made every batch slower the larger the feed.
 -- The payload travels as text: the client parses it once, with a faster parser than the jsonb loader's.
 WITH candidates AS (
     SELECT id, feed, supplier_stone_id, payload_hash FROM raw_diamonds_nivoda
@@ -33,22 +36,26 @@ WITH candidates AS (
     ORDER BY id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-), built AS (
-    SELECT c.id FROM candidates c
-    JOIN diamonds d ON d.feed = c.feed AND d.supplier_stone_id = c.supplier_stone_id
-    WHERE d.payload_hash = c.payload_hash AND d.mapping_version = %(mapping_version)s
-      AND d.rules_version = (SELECT last_value FROM pricing_rules_version)
-      AND d.status = 'active' AND d.record_error IS NULL
+), judged AS MATERIALIZED (
+    SELECT c.id, b.id IS NOT NULL AS built
+    FROM candidates c
+    LEFT JOIN LATERAL (
+        SELECT d.id FROM diamonds d
+        WHERE d.feed = c.feed AND d.supplier_stone_id = c.supplier_stone_id
+          AND d.payload_hash = c.payload_hash AND d.mapping_version = %(mapping_version)s
+          AND d.rules_version = (SELECT last_value FROM pricing_rules_version)
+          AND d.status = 'active' AND d.record_error IS NULL
+        LIMIT 1
+    ) b ON true
 ), released AS (
     UPDATE raw_diamonds_nivoda r
     SET pending = false, claimed_by = NULL, claimed_until = NULL, consolidated_at = now()
-    FROM built b WHERE r.id = b.id
+    WHERE r.id = ANY (ARRAY(SELECT id FROM judged WHERE built))
     RETURNING r.id, r.supplier_stone_id
 ), claimed AS (
     UPDATE raw_diamonds_nivoda r
     SET claimed_by = %(claimant)s, claimed_until = %(now)s + make_interval(secs => %(ttl_s)s)
-    FROM candidates c
-    WHERE r.id = c.id AND NOT EXISTS (SELECT 1 FROM built b WHERE b.id = c.id)
+    WHERE r.id = ANY (ARRAY(SELECT id FROM judged WHERE NOT built))
     RETURNING r.id, r.supplier_stone_id, r.payload::text AS payload, r.payload_hash, r.run_id
 )
 SELECT id, supplier_stone_id, payload, payload_hash, run_id FROM claimed
