@@ -45,7 +45,7 @@ from bench.results import (
 BENCH_DIR = Path(__file__).parent
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
 JSON_DIR = BENCH_DIR / ".results"
-NOT_BENCHMARKS = {"common", "machine", "results", "run_all"}
+NOT_BENCHMARKS = {"common", "machine", "results", "run_all", "search_data"}
 CHILD_TIMEOUT_S = 3600
 
 

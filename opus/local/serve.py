@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from opus.api.app import create_app
 from opus.config import Settings
+from opus.local.api_processes import api_helpers
 from opus.local.runtime import LocalRuntime
 from opus.local.schedule import NightlySchedule
 
@@ -56,12 +57,15 @@ def serve(
         rt.start_consumers(workers=settings.worker_concurrency, consolidators=1)  # with housekeeping and queue pruning
         schedule = NightlySchedule(rt.deps, rt.coordinator, settings.schedule)
         schedule.start()
-        server = uvicorn.Server(server_config(app, settings, host=host, port=port))
+        config = server_config(app, settings, host=host, port=port)
+        server = uvicorn.Server(config)
         if on_ready:
             _call_when_started(server, lambda: on_ready(f"http://{host}:{_bound_port(server, port)}"))
         try:
-            with _signals_end_the_server_only():
-                server.run()
+            # One listening socket, bound here and shared with the helper processes (API_PROCESSES - 1).
+            sock = config.bind_socket()
+            with api_helpers(settings, sock, settings.api_processes - 1), _signals_end_the_server_only():
+                server.run(sockets=[sock])
         finally:
             schedule.stop()
             rt.stop_consumers()
