@@ -138,13 +138,23 @@ def rows_read(url: str, statement: Statement, *, schema_before: Sequence[str] = 
     plan = row[0] if not isinstance(row[0], str) else json.loads(row[0])
     top = plan[0]["Plan"]
     nodes = _walk(top)
-    scans = [n for n in nodes if n["Node Type"].endswith("Scan")]
+    scans = [n for n in nodes if n["Node Type"].endswith("Scan") and n["Node Type"] != "Function Scan"]
+
+    def read(n: dict[str, Any]) -> float:
+        removed = n.get("Rows Removed by Filter", 0) + n.get("Rows Removed by Index Recheck", 0)
+        return float((n["Actual Rows"] + removed) * n.get("Actual Loops", 1))
+
+    def from_table(n: dict[str, Any]) -> float:
+        # An index-only scan reads the table only for entries the visibility map cannot vouch for.
+        return float(n.get("Heap Fetches", 0)) if n["Node Type"] == "Index Only Scan" else read(n)
+
     removed = sum((n.get("Rows Removed by Filter", 0) + n.get("Rows Removed by Index Recheck", 0))
                   * n.get("Actual Loops", 1) for n in nodes)
     return {
         "rows_returned": int(top["Actual Rows"]),
-        "rows_scanned": int(sum(n["Actual Rows"] * n.get("Actual Loops", 1) for n in scans)),
+        "rows_scanned": int(sum(read(n) for n in scans) - removed),
         "rows_removed_by_filter": int(removed),
+        "stones_read_from_table": int(sum(from_table(n) for n in scans)),
         "shared_buffers": int(top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)),
         "execution_ms": round(float(plan[0]["Execution Time"]), 3),
         "scans": sorted({f"{n['Node Type']} on {n.get('Index Name', n.get('Relation Name', '?'))}" for n in scans}),

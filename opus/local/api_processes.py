@@ -35,6 +35,21 @@ def _serve_api(settings: Settings, sock: socket.socket) -> None:
         uvicorn.Server(config).run(sockets=[sock])
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host`:`port` that the main process and the helpers all accept on.
+
+    Made here rather than by uvicorn's `Config.bind_socket`, which opens it with protocol 0: asyncio turns on
+    TCP_NODELAY only for connections whose socket says TCP, so every response would wait for the client's
+    delayed ACK (about 40 ms) behind Nagle's algorithm.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
 @contextmanager
 def api_helpers(settings: Settings, sock: socket.socket, count: int) -> Iterator[list[BaseProcess]]:
     """`count` helper processes serving the API on `sock` while the block runs; stopped when it ends."""

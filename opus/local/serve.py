@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from opus.api.app import create_app
 from opus.config import Settings
-from opus.local.api_processes import api_helpers
+from opus.local.api_processes import api_helpers, listening_socket
 from opus.local.runtime import LocalRuntime
 from opus.local.schedule import NightlySchedule
 
@@ -57,21 +57,27 @@ def serve(
         rt.start_consumers(workers=settings.worker_concurrency, consolidators=1)  # with housekeeping and queue pruning
         schedule = NightlySchedule(rt.deps, rt.coordinator, settings.schedule)
         schedule.start()
-        config = server_config(app, settings, host=host, port=port)
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(server_config(app, settings, host=host, port=port))
         if on_ready:
             _call_when_started(server, lambda: on_ready(f"http://{host}:{_bound_port(server, port)}"))
         try:
-            # One listening socket, bound here and shared with the helper processes (API_PROCESSES - 1).
-            sock = config.bind_socket()
-            with api_helpers(settings, sock, settings.api_processes - 1), _signals_end_the_server_only():
-                server.run(sockets=[sock])
+            with _signals_end_the_server_only():
+                _run(server, settings, host, port)
         finally:
             schedule.stop()
             rt.stop_consumers()
     finally:
         if owned:
             rt.close()
+
+
+def _run(server: uvicorn.Server, settings: Settings, host: str, port: int) -> None:
+    """uvicorn alone, or (API_PROCESSES > 1) on a socket bound here and shared with the helper processes."""
+    if settings.api_processes == 1:
+        server.run()
+        return
+    with listening_socket(host, port) as sock, api_helpers(settings, sock, settings.api_processes - 1):
+        server.run(sockets=[sock])
 
 
 @contextmanager

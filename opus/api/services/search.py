@@ -6,6 +6,10 @@ Columns come from whitelists and are composed as identifiers; every value is a b
 The total is the planner's estimate unless an exact count is asked for: COUNT(*) reads every match. The
 estimate is remembered per filter set for ESTIMATE_TTL_S (`ApiContext.estimates`): paging through one search, or
 many clients asking the same one, costs one EXPLAIN, not one per page.
+
+A search by price that fixes the shapes and more (lab-grown, carats, colours, clarities) would walk the price index
+and discard every stone that does not match; it is answered instead from the ranges of a search index, one per
+combination of fixed values (search_branches.py, `_keyed_from`).
 """
 
 from __future__ import annotations
@@ -86,6 +90,12 @@ def _field_list(column: str) -> sql.SQL:
 _FIELDS = {key: _field_list(sort.column) for key, sort in SORT_COLUMNS.items()}
 
 
+# Parameters that only move or size the page, and those of the index ranges: the filter set (and so its
+# estimate) is the same without them.
+_PAGE_PARAMS = ("limit", "after_key", "after_id")
+_MERGE_PREFIX = "m_"
+
+
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     items: list[dict[str, Any]]
@@ -138,30 +148,45 @@ def _keyset(column: sql.Identifier, descending: bool) -> sql.Composed:
         column, sql.SQL("<" if descending else ">"), sql.Placeholder("after_key"), sql.Placeholder("after_id"))
 
 
-def _merged_from(merge: Branches, fields: sql.Composable, page_conds: list[sql.Composable], order: sql.Composable,
-                 params: dict[str, Any]) -> sql.Composed:
-    """`((SELECT ... WHERE <range 1> ORDER BY ... LIMIT n) UNION ALL ...) AS page`. Each range keeps its own
-    ORDER BY and LIMIT: a branch planned with its order is one the planner can merge (Merge Append); plain
-    SELECTs under the UNION would each be planned for all their rows, then sorted together."""
-    placeholders: dict[tuple[str, Any], sql.Placeholder] = {}
-    selects = []
-    for branch in merge.ranges:
-        conds = list(page_conds)
-        for label, expression, value in branch:
-            if (label, value) not in placeholders:
-                name = f"{_MERGE_PREFIX}{label}_{len(placeholders)}"
-                params[name] = value
-                placeholders[label, value] = sql.Placeholder(name)
-            conds.append(sql.SQL("{} = {}").format(expression, placeholders[label, value]))
-        selects.append(sql.SQL("(SELECT {} FROM diamonds WHERE {} {})").format(fields, _where(conds), order))
-    return sql.SQL("({}) AS page").format(sql.SQL(" UNION ALL ").join(selects))
+_KEY_TYPES = {"lab_grown": sql.SQL("boolean[]"), "carat_band": sql.SQL("smallint[]")}
+
+
+def _keyed_from(keys: Branches, page_conds: list[sql.Composable], column: sql.Identifier,
+                direction: sql.Composable, params: dict[str, Any]) -> sql.Composed:
+    """`diamonds JOIN (<the page's (key, id) pairs>) AS page ...`: for each combination of fixed values (one row
+    of the arrays, unnested together), the first page of that index range, by a lateral subquery; of those, the
+    page. One statement text for any number of combinations, so planning costs the same for 2 as for 500 (a
+    UNION of one branch per combination was planned branch by branch). The lateral subqueries select only the
+    sort key and the id, columns of the search index, so where every filter is too (INCLUDE) they read the index
+    alone; the stones themselves are read once, for the page."""
+    labels = [label for label, _, _ in keys.ranges[0]]
+    expressions = [expression for _, expression, _ in keys.ranges[0]]
+    arrays = []
+    for index, label in enumerate(labels):
+        name = f"{_MERGE_PREFIX}{label}"
+        params[name] = [combination[index][2] for combination in keys.ranges]
+        arrays.append(sql.SQL("{}::{}").format(sql.Placeholder(name), _KEY_TYPES.get(label, sql.SQL("text[]"))))
+    fixed = [sql.SQL("{} = k.{}").format(expression, sql.Identifier(f"k_{label}"))
+             for label, expression in zip(labels, expressions, strict=True)]
+    limit = sql.Placeholder("limit")
+    return sql.SQL(
+        "diamonds JOIN (SELECT t.{col} AS page_key, t.id AS page_id"
+        " FROM unnest({arrays}) AS k({names})"
+        " CROSS JOIN LATERAL (SELECT {col}, id FROM diamonds WHERE {where} ORDER BY {col} {dir}, id {dir}"
+        " LIMIT {limit}) AS t"
+        " ORDER BY t.{col} {dir}, t.id {dir} LIMIT {limit}) AS page ON diamonds.id = page.page_id"
+    ).format(
+        col=column, arrays=sql.SQL(", ").join(arrays),
+        names=sql.SQL(", ").join(sql.Identifier(f"k_{label}") for label in labels),
+        where=_where([*page_conds, *fixed]), dir=direction, limit=limit,
+    )
 
 
 def page_query(
     q: SearchQuery, after: tuple[Any, int] | None, *, merge: bool = True
 ) -> tuple[sql.Composed, sql.Composed, dict[str, Any]]:
     """(page query, filter condition alone, parameters) for one page that starts after `after`. `merge=False`
-    gives the plain query (one WHERE over the table) even where ordered ranges could answer it."""
+    gives the plain query (one WHERE over the table) even where the ranges of a search index could answer it."""
     sort = SORT_COLUMNS[q.sort]
     column = sql.Identifier(sort.column)
     descending = q.order == SortOrder.DESC
@@ -173,14 +198,14 @@ def page_query(
         page_conds.append(_keyset(column, descending))
     direction = sql.SQL("DESC" if descending else "ASC")
     params["limit"] = q.limit + 1
-    order = sql.SQL("ORDER BY {col} {dir}, id {dir} LIMIT {limit}").format(
-        col=column, dir=direction, limit=sql.Placeholder("limit"))
     fields = _FIELDS[q.sort]
     if ranges is None:
-        source: sql.Composable = sql.SQL("diamonds WHERE {}").format(_where(page_conds))
+        query = sql.SQL(
+            "SELECT {fields} FROM diamonds WHERE {where} ORDER BY {col} {dir}, id {dir} LIMIT {limit}"
+        ).format(fields=fields, where=_where(page_conds), col=column, dir=direction, limit=sql.Placeholder("limit"))
     else:
-        source = _merged_from(ranges, fields, page_conds, order, params)
-    query = sql.SQL("SELECT {fields} FROM {source} {order}").format(fields=fields, source=source, order=order)
+        query = sql.SQL("SELECT {fields} FROM {source} ORDER BY page.page_key {dir}, page.page_id {dir}").format(
+            fields=fields, source=_keyed_from(ranges, page_conds, column, direction, params), dir=direction)
     return query, _where(conds), params
 
 
@@ -232,8 +257,6 @@ def search(ctx: ApiContext, q: SearchQuery) -> SearchResult:
     return SearchResult(rows, next_cursor, estimate, total)
 
 
-_PAGE_PARAMS = ("limit", "after_key", "after_id")
-_MERGE_PREFIX = "m_"
 
 
 def _estimate_key(filters: sql.Composed, params: dict[str, Any]) -> str:

@@ -1,17 +1,17 @@
-"""Which searches by price are answered as a merge of ordered index ranges, and with which ranges.
+"""Which searches by price are answered from ranges of a search index, and which ranges.
 
-A search such as "ROUND or OVAL, 0.9 to 2 carats, colours D to G, natural, by price" has no single index range in
-price order: walking the price index reads every cheaper stone and throws away all that do not match (thousands
-per page, and most of all for a carat range, since small stones are the cheap ones). The search indexes of
-migration 0009 start with columns the search fixes and end with (price, id), so each combination of one value per
-leading column (natural, ROUND, 1.00-1.49 ct) is one range already in price order. The page query reads each
-range from its start (or from the cursor) and PostgreSQL merges them (Merge Append): about a page of rows plus
-a few per range, however selective the filters and however deep the page. The filters the ranges do not fix
-(colours here) are checked per row, as before.
+A search such as "ROUND or OVAL, 0.9 to 2 carats, colours D to G, VS1 or VS2, natural, by price" has no single
+index range in price order: walking the price index reads every cheaper stone and throws away all that do not
+match (thousands per page, and most of all for a carat range, since small stones are the cheap ones). The search
+indexes of migration 0009 start with columns a search fixes and end with (price, id), so each combination of
+one value per leading column (natural, ROUND, D, VS1, 1.00-1.49 ct) is one range already in price order. The
+page query takes the first page of each range and keeps the cheapest page of them (search.py): reading at most
+a page per range from the index, and only the page's stones from the table, however deep the page.
 
-An index serves a search only if the search fixes every one of its leading columns, or the column has few
-values that can all be listed: `lab_grown` (two) and the carat band (ten), so a search that does not filter them
-takes them all.
+An index serves a search only if the search fixes each of its leading columns, or the column has few values
+that can all be listed: `lab_grown` (two) and the carat band (ten), so a search that does not filter them takes
+them all. Filters an index does not lead with but INCLUDEs (the carats themselves, colour and clarity in the
+shape-and-band index) are checked on the index entry, without reading the stone.
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ from opus.api.schemas.diamonds import SearchQuery, SortKey
 # The lower edge of each carat band after the first (migration 0009, `diamond_carat_band`).
 CARAT_BAND_EDGES = tuple(Decimal(e) for e in ("0.30", "0.50", "0.70", "0.90", "1.00", "1.50", "2.00", "3.00", "5.00"))
 BAND_EXPRESSION = sql.SQL("diamond_carat_band(carats)")
-# Past this many ranges, the merge's start-up costs more than the rows it saves reading: one index descent per
-# range, and above all planning every branch (0.1 to 0.3 ms each on two cores, 35 ms or more for 180 ranges,
-# until the statement is prepared).
-MAX_BRANCHES = 64
+# Past this many ranges, descending the index once per range (a few shared buffers each) costs more than the
+# rows it saves reading.
+MAX_BRANCHES = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +64,9 @@ def _shape_band(q: SearchQuery) -> list[list[tuple[str, sql.Composable, Any]]]:
 
 
 def _grades(q: SearchQuery) -> list[list[tuple[str, sql.Composable, Any]]]:
+    bands = carat_bands(q.carat_min, q.carat_max)
     return [_key("lab_grown", _lab_grown(q)), _key("shape", q.shapes), _key("color", q.colors),
-            _key("clarity", q.clarities)]
+            _key("clarity", q.clarities), _key("carat_band", bands)]
 
 
 _SHAPE_BAND = frozenset({"lab_grown", "shapes"})
@@ -74,19 +74,16 @@ _GRADES = frozenset({"lab_grown", "shapes", "colors", "clarities"})
 
 
 def branches(q: SearchQuery) -> Branches | None:
-    """The ranges of the search index that fits `q` best in at most MAX_BRANCHES ranges; None when none does, or
-    the plain query does as well (one shape and nothing else an index could fix: `diamonds_active_shape_price`
-    is already in price order). A carat range goes first: weight is what price follows most closely, so it is
-    the filter that would discard the most."""
+    """The ranges of the search index that fixes the most of `q`'s filters in at most MAX_BRANCHES ranges;
+    None when none fits, or the plain query does as well (one shape and nothing else: `diamonds_active_shape_price`
+    is already in price order)."""
     if q.sort != SortKey.PRICE or q.status != "active" or not q.shapes:
         return None  # the search indexes are partial (active stones), ordered by price, and led by the shape
     ranged = q.carat_min is not None or q.carat_max is not None
     candidates = []
-    if ranged:
-        candidates.append((_SHAPE_BAND, _shape_band(q)))
     if q.colors and q.clarities:
         candidates.append((_GRADES, _grades(q)))
-    if len(q.shapes) > 1 or q.lab_grown is not None:
+    if ranged or len(q.shapes) > 1 or q.lab_grown is not None or q.colors or q.clarities:
         candidates.append((_SHAPE_BAND, _shape_band(q)))
     for fields, keys in candidates:
         count = 1
