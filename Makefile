@@ -10,7 +10,7 @@ TOOLS_VENV ?= .venv-tools
 TOOLS_INSTALLED := $(TOOLS_VENV)/.installed
 CHECKOV_SPEC := checkov>=3.2,<4
 
-.PHONY: demo test lint unit install chromium clean deploy-check bench
+.PHONY: demo test lint unit install chromium wrk clean deploy-check bench
 
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ install: $(INSTALLED) $(NODE_INSTALLED) $(VENDOR)/uPlot.iife.min.js
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
+# The API benchmark's HTTP load generator (bench/api_search.py), Debian's wrk, as the browser tests take Chromium.
+wrk:
+	@test -x /usr/bin/wrk || (apt-get update && apt-get install -y wrk)
+
 demo: install
 	$(BIN)/python -m opus.local.demo
 
@@ -59,7 +63,7 @@ test: lint deploy-check chromium
 
 # Every benchmark of bench/ at full scale (about 10 minutes); writes bench/RESULTS.md. Not part of `test`, which
 # runs each one at a tiny scale instead (tests/integration/test_bench_smoke.py).
-bench: install
+bench: install wrk
 	$(BIN)/python -m bench.run_all
 
 unit: install

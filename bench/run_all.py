@@ -46,7 +46,7 @@ BENCH_DIR = Path(__file__).parent
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
 JSON_DIR = BENCH_DIR / ".results"
 # Helpers of the benchmarks, and `profile_pipeline`: a profiler that explains figures, with none of its own.
-NOT_BENCHMARKS = {"common", "machine", "results", "run_all", "profile_pipeline"}
+NOT_BENCHMARKS = {"common", "machine", "results", "run_all", "search_data", "profile_pipeline"}
 CHILD_TIMEOUT_S = 3600
 
 

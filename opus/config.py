@@ -173,6 +173,11 @@ class Settings(BaseSettings):
     api_keep_alive_s: int = Field(
         default=5, ge=1, le=300, description="`opus serve`: an idle keep-alive connection is closed after this."
     )
+    api_processes: int = Field(
+        default=1, ge=1, le=64,
+        description="`opus serve`: processes serving the API on one socket (the first also runs the consumers and "
+        "the schedule). On Azure the Functions host scales instances instead.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma list of origins (https://dash.example.com) whose browsers may call the API; default none.",

@@ -297,6 +297,8 @@ var appSettings = {
   API_REQUEST_TIMEOUT_S: '10'
   API_KEY_CACHE_S: '5'
   API_KEEP_ALIVE_S: '5'
+  // `opus serve` only: on Azure the Functions host scales instances.
+  API_PROCESSES: '1'
   CORS_ORIGINS: empty(extraCorsOrigins) ? dashboardOrigin : '${dashboardOrigin},${extraCorsOrigins}'
   // Alerts.
   RESEND_API_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.uri}secrets/resend-api-key/)'

@@ -95,5 +95,6 @@ class ApiContext:
         return bytes.fromhex(str(row["value"]))
 
 
-def get_context(request: Request) -> ApiContext:
+async def get_context(request: Request) -> ApiContext:
+    # async: FastAPI runs a plain function dependency in its thread pool, one more hop for every request.
     return cast(ApiContext, request.app.state.opus)

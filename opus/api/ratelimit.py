@@ -137,12 +137,9 @@ class SharedRateLimiter:
         """One request for `credential`: from this process's lease, or from a new lease of the shared bucket."""
         now = self._clock()
         stamp = now.timestamp()
-        with self._lock:
-            held = self._leases.get(credential)
-            if held is not None and held.tokens > 0:
-                held.tokens -= 1
-                held.used_at = stamp
-                return self._quota(True, held.tokens + held.shared_left)
+        quota = self.take_leased(credential)
+        if quota is not None:
+            return quota
         leased, shared_left = self._lease(credential, now)
         with self._lock:
             self._sweep(stamp)
@@ -154,6 +151,17 @@ class SharedRateLimiter:
                 return self._quota(True, held.tokens + shared_left)
         wait = max(1, math.ceil((1.0 - shared_left) / self._rate))
         return self._quota(False, 0, retry_after_s=wait, shared_left=shared_left)
+
+    def take_leased(self, credential: str) -> Quota | None:
+        """One request from this process's lease, without I/O; None when the lease is spent (ask `take`)."""
+        stamp = self._clock().timestamp()
+        with self._lock:
+            held = self._leases.get(credential)
+            if held is None or held.tokens <= 0:
+                return None
+            held.tokens -= 1
+            held.used_at = stamp
+            return self._quota(True, held.tokens + held.shared_left)
 
     def _lease(self, credential: str, now: datetime) -> tuple[int, float]:
         with self._db.transaction() as conn:

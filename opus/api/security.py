@@ -140,7 +140,11 @@ class AuthMiddleware:
             body = await self._read_body(receive)
             principal, quota = await anyio.to_thread.run_sync(self._signed, pending, method, path, body)
         else:
-            principal, quota = await anyio.to_thread.run_sync(self._keyed, headers)
+            # A key verified moments ago and a lease with tokens left need no I/O: no thread for them.
+            remembered = self._keyed_from_memory(headers)
+            if remembered is None:
+                remembered = await anyio.to_thread.run_sync(self._keyed, headers)
+            principal, quota = remembered
         if not quota.allowed:
             return principal, quota, b""
         needed = self.required_scope(scope)
@@ -149,6 +153,13 @@ class AuthMiddleware:
         if body is None:
             body = await self._read_body(receive)
         return principal, quota, body
+
+    def _keyed_from_memory(self, headers: Headers) -> tuple[Principal, Quota] | None:
+        principal = self.authenticator.from_memory(headers)
+        if principal is None:
+            return None
+        quota = self.limiter.take_leased(principal.id)
+        return None if quota is None else (principal, quota)
 
     def _keyed(self, headers: Headers) -> tuple[Principal, Quota]:
         principal = self.authenticator.authenticate(headers)

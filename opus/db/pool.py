@@ -44,6 +44,20 @@ class Database:
             yield conn
 
     @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection outside any transaction, for reads: each statement is its own, so a read costs no
+        COMMIT round trip when the block ends."""
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                # A broken connection is not idle: the pool discards it, and the setter would raise over the
+                # error that broke it.
+                if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                    conn.autocommit = False
+
+    @contextmanager
     def transaction(self) -> Iterator[Connection]:
         with self._pool.connection() as conn, conn.transaction():
             yield conn

@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from opus.api.app import create_app
 from opus.config import Settings
+from opus.local.api_processes import api_helpers, listening_socket
 from opus.local.runtime import LocalRuntime
 from opus.local.schedule import NightlySchedule
 
@@ -61,13 +62,22 @@ def serve(
             _call_when_started(server, lambda: on_ready(f"http://{host}:{_bound_port(server, port)}"))
         try:
             with _signals_end_the_server_only():
-                server.run()
+                _run(server, settings, host, port)
         finally:
             schedule.stop()
             rt.stop_consumers()
     finally:
         if owned:
             rt.close()
+
+
+def _run(server: uvicorn.Server, settings: Settings, host: str, port: int) -> None:
+    """uvicorn alone, or (API_PROCESSES > 1) on a socket bound here and shared with the helper processes."""
+    if settings.api_processes == 1:
+        server.run()
+        return
+    with listening_socket(host, port) as sock, api_helpers(settings, sock, settings.api_processes - 1):
+        server.run(sockets=[sock])
 
 
 @contextmanager

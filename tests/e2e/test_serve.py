@@ -32,10 +32,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_serve(database_url: str, sb: RunningSandbox, port: int) -> subprocess.Popen[bytes]:
+def start_serve(database_url: str, sb: RunningSandbox, port: int, **extra: str) -> subprocess.Popen[bytes]:
     env = os.environ | {
         "DATABASE_URL": database_url, "NIVODA_ENDPOINT": sb.endpoint, "NIVODA_RATE_LIMIT_PER_S": "30",
-        "MIN_RECORDS_PER_WORKER": "300", "MAX_WORKERS": "4",
+        "MIN_RECORDS_PER_WORKER": "300", "MAX_WORKERS": "4", **extra,
     }
     proc = subprocess.Popen([sys.executable, "-m", "opus", "serve", "--port", str(port)], env=env)
     deadline = time.monotonic() + 60
@@ -91,3 +91,67 @@ def test_serve_works_a_run_and_stops_on_sigterm_without_losing_a_message(
     with db.connection() as conn:
         ids = [r["supplier_stone_id"] for r in conn.execute("SELECT supplier_stone_id FROM diamonds")]
     assert len(ids) == len(set(ids)) == SIZE, "nothing lost, nothing duplicated across the restart"
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
+                    # pid (comm) state ppid ...: the command name may hold spaces, so split after its ")".
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                found.add(int(entry))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_api_processes_share_the_socket_and_stop_with_serve(
+    db: Database, database_url: str, sandbox: RunningSandbox
+) -> None:
+    key = create_key(db, "serve-processes", "read")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_serve(database_url, sandbox, port, API_PROCESSES="2")
+    helpers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            # The helper is the child that runs Python's multiprocessing spawn entry point.
+            helpers = {c for c in _children(proc.pid) if b"spawn_main" in _cmdline(c)}
+            if helpers and httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+            time.sleep(0.2)
+        assert len(helpers) == 1, "API_PROCESSES=2: one helper beside the main process"
+        # With the main process stopped, only the helper can accept: it answers, authenticated, on its own.
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            answered = httpx.get(f"{base}/api/v2/diamonds", params={"limit": 1}, headers={"X-API-Key": key},
+                                 timeout=30)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        assert answered.status_code == 200, answered.text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, "a clean shutdown"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not any(_alive(h) for h in helpers), "the helper stopped with serve"

@@ -6,6 +6,10 @@ Columns come from whitelists and are composed as identifiers; every value is a b
 The total is the planner's estimate unless an exact count is asked for: COUNT(*) reads every match. The
 estimate is remembered per filter set for ESTIMATE_TTL_S (`ApiContext.estimates`): paging through one search, or
 many clients asking the same one, costs one EXPLAIN, not one per page.
+
+A search by price that fixes the shapes and more (lab-grown, carats, colours, clarities) would walk the price index
+and discard every stone that does not match; it is answered instead from the ranges of a search index, one per
+combination of fixed values (search_branches.py, `_keyed_from`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from opus.api.context import ApiContext
 from opus.api.cursor import Cursor, decode_cursor, encode_cursor
 from opus.api.errors import ApiError
 from opus.api.schemas.diamonds import DIAMOND_FIELDS, SearchQuery, SortKey, SortOrder
+from opus.api.services.search_branches import Branches, branches
 
 
 def _decimal(text: str) -> Decimal:
@@ -75,6 +80,22 @@ _STATUS = {
 }
 
 
+def _field_list(column: str) -> sql.SQL:
+    # The same for every request: quoted once here rather than composed identifier by identifier per request
+    # (which was a tenth of a search's Python time). The names are the schema's own, plain lower-case words.
+    names = [*DIAMOND_FIELDS, *([] if column in DIAMOND_FIELDS else [column])]
+    return sql.SQL(", ".join(f'"{name}"' for name in names))
+
+
+_FIELDS = {key: _field_list(sort.column) for key, sort in SORT_COLUMNS.items()}
+
+
+# Parameters that only move or size the page, and those of the index ranges: the filter set (and so its
+# estimate) is the same without them.
+_PAGE_PARAMS = ("limit", "after_key", "after_id")
+_MERGE_PREFIX = "m_"
+
+
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     items: list[dict[str, Any]]
@@ -83,7 +104,9 @@ class SearchResult:
     total: int | None
 
 
-def _conditions(q: SearchQuery) -> tuple[list[sql.Composable], dict[str, Any]]:
+def _conditions(q: SearchQuery, merged: frozenset[str] = frozenset()) -> tuple[list[sql.Composable], dict[str, Any]]:
+    """The filters of `q` as conditions and parameters, leaving out the query fields in `merged` (which the
+    ranges of a merged page query filter instead)."""
     # Unpriced stones (no rule matched) are not for sale; excluding them also keeps every sort key non-null,
     # which keyset comparisons need.
     conds: list[sql.Composable] = [sql.SQL("price IS NOT NULL")]
@@ -93,6 +116,8 @@ def _conditions(q: SearchQuery) -> tuple[list[sql.Composable], dict[str, Any]]:
         conds.append(status)
     for field, column in _LIST_FILTERS.items():
         values = getattr(q, field)
+        if field in merged:
+            continue
         if len(values) == 1:
             # Plain equality lets a (column, sort key, id) index deliver rows already in order.
             conds.append(sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(field)))
@@ -105,7 +130,7 @@ def _conditions(q: SearchQuery) -> tuple[list[sql.Composable], dict[str, Any]]:
         if value is not None:
             conds.append(sql.SQL("{} {} {}").format(sql.Identifier(column), sql.SQL(op), sql.Placeholder(field)))
             params[field] = value
-    if q.lab_grown is not None:
+    if q.lab_grown is not None and "lab_grown" not in merged:
         conds.append(sql.SQL("lab_grown = {}").format(sql.Placeholder("lab_grown")))
         params["lab_grown"] = q.lab_grown
     if q.feed is not None:
@@ -118,26 +143,69 @@ def _where(conds: list[sql.Composable]) -> sql.Composed:
     return sql.SQL(" AND ").join(conds)
 
 
+def _keyset(column: sql.Identifier, descending: bool) -> sql.Composed:
+    return sql.SQL("({}, id) {} ({}, {})").format(
+        column, sql.SQL("<" if descending else ">"), sql.Placeholder("after_key"), sql.Placeholder("after_id"))
+
+
+_KEY_TYPES = {"lab_grown": sql.SQL("boolean[]"), "carat_band": sql.SQL("smallint[]")}
+
+
+def _keyed_from(keys: Branches, page_conds: list[sql.Composable], column: sql.Identifier,
+                direction: sql.Composable, params: dict[str, Any]) -> sql.Composed:
+    """`diamonds JOIN (<the page's (key, id) pairs>) AS page ...`: for each combination of fixed values (one row
+    of the arrays, unnested together), the first page of that index range, by a lateral subquery; of those, the
+    page. One statement text for any number of combinations, so planning costs the same for 2 as for 500 (a
+    UNION of one branch per combination was planned branch by branch). The lateral subqueries select only the
+    sort key and the id, columns of the search index, so where every filter is too (INCLUDE) they read the index
+    alone; the stones themselves are read once, for the page."""
+    labels = [label for label, _, _ in keys.ranges[0]]
+    expressions = [expression for _, expression, _ in keys.ranges[0]]
+    arrays = []
+    for index, label in enumerate(labels):
+        name = f"{_MERGE_PREFIX}{label}"
+        params[name] = [combination[index][2] for combination in keys.ranges]
+        arrays.append(sql.SQL("{}::{}").format(sql.Placeholder(name), _KEY_TYPES.get(label, sql.SQL("text[]"))))
+    fixed = [sql.SQL("{} = k.{}").format(expression, sql.Identifier(f"k_{label}"))
+             for label, expression in zip(labels, expressions, strict=True)]
+    limit = sql.Placeholder("limit")
+    return sql.SQL(
+        "diamonds JOIN (SELECT t.{col} AS page_key, t.id AS page_id"
+        " FROM unnest({arrays}) AS k({names})"
+        " CROSS JOIN LATERAL (SELECT {col}, id FROM diamonds WHERE {where} ORDER BY {col} {dir}, id {dir}"
+        " LIMIT {limit}) AS t"
+        " ORDER BY t.{col} {dir}, t.id {dir} LIMIT {limit}) AS page ON diamonds.id = page.page_id"
+    ).format(
+        col=column, arrays=sql.SQL(", ").join(arrays),
+        names=sql.SQL(", ").join(sql.Identifier(f"k_{label}") for label in labels),
+        where=_where([*page_conds, *fixed]), dir=direction, limit=limit,
+    )
+
+
 def page_query(
-    q: SearchQuery, after: tuple[Any, int] | None
+    q: SearchQuery, after: tuple[Any, int] | None, *, merge: bool = True
 ) -> tuple[sql.Composed, sql.Composed, dict[str, Any]]:
-    """(page query, filter condition alone, parameters) for one page that starts after `after`."""
+    """(page query, filter condition alone, parameters) for one page that starts after `after`. `merge=False`
+    gives the plain query (one WHERE over the table) even where the ranges of a search index could answer it."""
     sort = SORT_COLUMNS[q.sort]
     column = sql.Identifier(sort.column)
     descending = q.order == SortOrder.DESC
     conds, params = _conditions(q)
-    page_conds = list(conds)
+    ranges = branches(q) if merge else None
+    page_conds = list(conds) if ranges is None else _conditions(q, ranges.fields)[0]
     if after is not None:
         params["after_key"], params["after_id"] = after
-        page_conds.append(sql.SQL("({}, id) {} ({}, {})").format(
-            column, sql.SQL("<" if descending else ">"), sql.Placeholder("after_key"), sql.Placeholder("after_id")))
+        page_conds.append(_keyset(column, descending))
     direction = sql.SQL("DESC" if descending else "ASC")
     params["limit"] = q.limit + 1
-    fields = [*DIAMOND_FIELDS, *([] if sort.column in DIAMOND_FIELDS else [sort.column])]
-    query = sql.SQL("SELECT {fields} FROM diamonds WHERE {where} ORDER BY {col} {dir}, id {dir} LIMIT {limit}").format(
-        fields=sql.SQL(", ").join(map(sql.Identifier, fields)), where=_where(page_conds), col=column,
-        dir=direction, limit=sql.Placeholder("limit"),
-    )
+    fields = _FIELDS[q.sort]
+    if ranges is None:
+        query = sql.SQL(
+            "SELECT {fields} FROM diamonds WHERE {where} ORDER BY {col} {dir}, id {dir} LIMIT {limit}"
+        ).format(fields=fields, where=_where(page_conds), col=column, dir=direction, limit=sql.Placeholder("limit"))
+    else:
+        query = sql.SQL("SELECT {fields} FROM {source} ORDER BY page.page_key {dir}, page.page_id {dir}").format(
+            fields=fields, source=_keyed_from(ranges, page_conds, column, direction, params), dir=direction)
     return query, _where(conds), params
 
 
@@ -151,20 +219,35 @@ def _after(ctx: ApiContext, q: SearchQuery) -> tuple[Any, int] | None:
         raise ApiError(400, "the `next` cursor is not valid", code="invalid_cursor") from None
 
 
+def page_statement(ctx: ApiContext, q: SearchQuery) -> tuple[sql.Composed, sql.Composed, dict[str, Any]]:
+    """The page query of a search request (its `next` cursor checked), the filter alone, and the parameters."""
+    return page_query(q, _after(ctx, q))
+
+
 def search(ctx: ApiContext, q: SearchQuery) -> SearchResult:
     sort = SORT_COLUMNS[q.sort]
-    query, filters, params = page_query(q, _after(ctx, q))
+    query, filters, params = page_statement(ctx, q)
     estimate_key = _estimate_key(filters, params)
-    with ctx.db.connection() as conn:
-        rows = conn.execute(query, params).fetchall()
-        estimate = ctx.estimates.get(estimate_key, ctx.now().timestamp())
-        if estimate is None:
-            estimate = _estimate(conn, filters, params)
+    estimate = ctx.estimates.get(estimate_key, ctx.now().timestamp())
+    total = None
+    # Outside a transaction (no COMMIT to wait for). The page, the estimate when it is not remembered and the
+    # exact count when asked are pipelined: one round trip together.
+    with ctx.db.autocommit() as conn:
+        if estimate is None or q.count == "exact":
+            with conn.pipeline():
+                page = conn.execute(query, params)
+                plan = None if estimate is not None else conn.execute(_plan_query(filters), _filter_params(params))
+                count = None if q.count != "exact" else conn.execute(
+                    sql.SQL("SELECT count(*) AS n FROM diamonds WHERE {}").format(filters), _filter_params(params))
+        else:  # the usual request: one statement, for which a pipeline is only overhead
+            page, plan, count = conn.execute(query, params), None, None
+        rows = page.fetchall()
+        if plan is not None:
+            estimate = _planned_rows(plan.fetchone())
             ctx.estimates.put(estimate_key, estimate, ctx.now().timestamp())
-        total = None
-        if q.count == "exact":
-            count = conn.execute(sql.SQL("SELECT count(*) AS n FROM diamonds WHERE {}").format(filters), params)
+        if count is not None:
             total = int(count.fetchone()["n"])  # type: ignore[index]
+    assert estimate is not None
     next_cursor = None
     if len(rows) > q.limit:
         rows = rows[: q.limit]
@@ -174,19 +257,23 @@ def search(ctx: ApiContext, q: SearchQuery) -> SearchResult:
     return SearchResult(rows, next_cursor, estimate, total)
 
 
-_PAGE_PARAMS = ("limit", "after_key", "after_id")
 
 
 def _estimate_key(filters: sql.Composed, params: dict[str, Any]) -> str:
     """One key per filter set: the filter SQL and its values, without what only moves the page."""
-    used = sorted((k, repr(v)) for k, v in params.items() if k not in _PAGE_PARAMS)
+    used = sorted((k, repr(v)) for k, v in _filter_params(params).items())
     return repr(filters) + repr(used)
 
 
-def _estimate(conn: Any, filters: sql.Composed, params: dict[str, Any]) -> int:
-    plan_query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM diamonds WHERE {}").format(filters)
-    used = {k: v for k, v in params.items() if k not in _PAGE_PARAMS}
-    row = conn.execute(plan_query, used).fetchone()
+def _filter_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k not in _PAGE_PARAMS and not k.startswith(_MERGE_PREFIX)}
+
+
+def _plan_query(filters: sql.Composed) -> sql.Composed:
+    return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM diamonds WHERE {}").format(filters)
+
+
+def _planned_rows(row: Any) -> int:
     plan = next(iter(row.values()))
     if isinstance(plan, str):
         plan = json.loads(plan)
