@@ -30,10 +30,15 @@ WHERE feed = %(feed)s AND supplier_stone_id = ANY(%(stone_ids)s::text[]) AND see
 -- from an array: joined as CTEs, the planner hashed the whole of `diamonds` and of the raw table per batch and
 -- anti-joined the batch with itself, which made every batch slower the larger the feed.
 -- The payload travels as text: the client parses it once, with a faster parser than the jsonb loader's.
+-- Candidates come from the index of pending rows, (feed, id) WHERE pending, whatever the statistics say: they are
+-- taken while every row of a run is pending and stay so while it is released in id order, so an `ORDER BY id`
+-- with `feed = ...` could walk the primary key from the first row and discard every row released before, each
+-- batch reading more than the last. The feed as a range and `ORDER BY feed, id` are an order only that index has.
 WITH candidates AS (
     SELECT id, feed, supplier_stone_id, payload_hash FROM raw_diamonds_nivoda
-    WHERE feed = %(feed)s AND pending AND (claimed_until IS NULL OR claimed_until < %(now)s)
-    ORDER BY id
+    WHERE feed >= %(feed)s AND feed <= %(feed)s AND pending
+      AND (claimed_until IS NULL OR claimed_until < %(now)s)
+    ORDER BY feed, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), judged AS MATERIALIZED (
