@@ -100,18 +100,21 @@ class Authenticator:
         key = headers.get(API_KEY_HEADER)
         if key is None:
             return None
-        cached = self._verified.get(key.strip())
         stamp = self._clock().timestamp()
-        if cached is None or cached.until <= stamp:
-            return None
-        if stamp - self._touched.get(cached.key_id, float("-inf")) >= TOUCH_INTERVAL_S:
+        cached = self._remembered(key.strip(), stamp)
+        if cached is None or stamp - self._touched.get(cached.key_id, float("-inf")) >= TOUCH_INTERVAL_S:
             return None
         return cached.principal
 
+    def _remembered(self, key: str, stamp: float) -> _Verified | None:
+        """The key's verification, if it is still within `key_cache_s`."""
+        cached = self._verified.get(key)
+        return cached if cached is not None and cached.until > stamp else None
+
     def _by_key(self, key: str) -> Principal:
         stamp = self._clock().timestamp()
-        cached = self._verified.get(key)
-        if cached is not None and cached.until > stamp:
+        cached = self._remembered(key, stamp)
+        if cached is not None:
             self._touch(cached.key_id)
             return cached.principal
         parsed = auth.parse_key(key)

@@ -257,8 +257,6 @@ def search(ctx: ApiContext, q: SearchQuery) -> SearchResult:
     return SearchResult(rows, next_cursor, estimate, total)
 
 
-
-
 def _estimate_key(filters: sql.Composed, params: dict[str, Any]) -> str:
     """One key per filter set: the filter SQL and its values, without what only moves the page."""
     used = sorted((k, repr(v)) for k, v in _filter_params(params).items())
