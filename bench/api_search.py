@@ -46,6 +46,7 @@ from opus.api.services.search import page_query, page_statement
 from opus.config import Settings
 from opus.local.api_processes import api_helpers, listening_socket
 from opus.local.runtime import LocalRuntime
+from opus.local.serve import server_config
 
 SEARCH = "/api/v2/diamonds"
 CLIENTS = 16
@@ -123,8 +124,7 @@ def plain_statement(query_string: str) -> search_data.Statement:
 def api_server(app: Any, settings: Settings, processes: int) -> Iterator[int]:
     """The API on a port of 127.0.0.1: uvicorn in a thread of this process, plus `processes - 1` helper processes
     on the same socket as `opus serve` starts them (API_PROCESSES); yields the port."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, log_level="warning", access_log=False,
-                            lifespan="off")
+    config = server_config(app, settings, host="127.0.0.1", port=0)
     sock = listening_socket("127.0.0.1", 0)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="bench-api", daemon=True)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from opus.api.context import ApiContext, ReplayWait
 from opus.api.cors import install_cors
@@ -31,6 +32,7 @@ OPENAPI_URL = f"{API_PREFIX}/openapi.json"
 DOCS_URL = f"{API_PREFIX}/docs"
 # The documentation is public so that people and client generators can read it without a key.
 PUBLIC_PATHS = frozenset({OPENAPI_URL, DOCS_URL, f"{DOCS_URL}/oauth2-redirect"})
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 DESCRIPTION = """\
 The Opus diamond inventory: search stones, hold and buy them, manage pricing rules, watch and trigger the pipeline.
@@ -80,6 +82,9 @@ def create_app(
         docs_url=DOCS_URL,
         swagger_ui_oauth2_redirect_url=f"{DOCS_URL}/oauth2-redirect",
         redoc_url=None,
+        # FastAPI traces requests itself once an OpenTelemetry provider is set up (Application Insights on
+        # Azure); where none is, it would still look the providers up on every request.
+        telemetry=None if settings.applicationinsights_connection_string else NO_TELEMETRY,
         openapi_tags=[
             {"name": "health", "description": "Liveness, no credentials."},
             {"name": "diamonds", "description": "Search, read, hold, release, buy, set availability."},

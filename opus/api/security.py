@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 
+_BODILESS = frozenset({"GET", "HEAD"})
+
+
 class RequireScope:
     """Route dependency: the caller's scope must include `scope`. Returns the Principal."""
 
@@ -122,15 +125,21 @@ class AuthMiddleware:
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, _replay(body, receive), _with_headers(send, quota.headers()))
+        await self.app(scope, receive if body is None else _replay(body, receive),
+                       _with_headers(send, quota.headers()))
 
-    async def _admit(self, scope: Scope, receive: Receive) -> tuple[Principal, Quota, bytes]:
-        """The caller, their quota and the whole body, or the ApiError that refuses the request."""
+    async def _admit(self, scope: Scope, receive: Receive) -> tuple[Principal, Quota, bytes | None]:
+        """The caller, their quota and the whole body (None: the request has none, and nothing was read), or
+        the ApiError that refuses the request."""
         headers = Headers(scope=scope)
         declared = _declared_length(headers)
         if declared is not None and declared > self.limits.max_body_bytes:
             raise self._too_large()
         method, path = scope["method"], _path_with_query(scope)
+        # A GET that declares no body has none that any route reads: nothing to wait for or to bound. (Only
+        # when nothing is declared: over HTTP/2, or through an ASGI adapter, a body may come without either
+        # Content-Length or Transfer-Encoding, which is why other methods are read and capped regardless.)
+        bodiless = method in _BODILESS and declared is None and "transfer-encoding" not in headers
         body: bytes | None = None
         if API_KEY_HEADER not in headers and any(
             h in headers for h in (CLIENT_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER, NONCE_HEADER)
@@ -150,7 +159,7 @@ class AuthMiddleware:
         needed = self.required_scope(scope)
         if needed is not None and not principal.scope.allows(needed):
             raise forbidden(needed, principal.scope)
-        if body is None:
+        if body is None and not bodiless:
             body = await self._read_body(receive)
         return principal, quota, body
 

@@ -4,8 +4,12 @@ Parsing and mapping are pure Python and hold the interpreter lock; consolidating
 core idle while PostgreSQL waits for them. With a pool, a claimant hands a batch to the processes (split so that
 each takes a part) and, while they work, claims the next batch and writes the previous one.
 
-The pool is started on first use and shut down by the runtime that owns it. Processes are spawned, not forked:
-a fork would copy the parent's threads' locks and its open connections into every child.
+The pool is started on first use and shut down by the runtime that owns it. Its processes are not forked from
+the consolidating process, which would copy its threads' locks and open connections into every child: they are
+forked from a fork server (a fresh, single-threaded process, started once per process, that has imported the
+preparing code), so that a pool starts in milliseconds rather than an interpreter start and its imports per
+worker, which matters to every runtime that consolidates once and to a pool restarted after a worker died.
+Where there is no fork server (Windows), they are spawned.
 """
 
 from __future__ import annotations
@@ -64,6 +68,14 @@ class InThreadPreparer:
         pass
 
 
+def _start_method() -> multiprocessing.context.BaseContext:
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([prepare_staging.__module__])  # read when the server starts, once
+    return context
+
+
 class ProcessPreparer:
     """Prepares in `processes` spawned worker processes, each batch split among them."""
 
@@ -105,7 +117,7 @@ class ProcessPreparer:
             if self._closed:
                 raise RuntimeError("the preparer was closed")
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=_start_method())
             return self._pool
 
     def worked(self) -> None:

@@ -20,6 +20,7 @@ from opus.api.app import create_app
 from opus.api.routes import route_scopes
 from opus.config import Settings
 from opus.db.pool import Database
+from opus.local.http_protocol import MAX_REQUEST_HEAD_BYTES
 from opus.local.serve import server_config
 from opus.sandbox.server import SandboxServer
 
@@ -144,6 +145,60 @@ def test_an_oversized_body_is_413_before_it_is_sent(api: tuple[str, Settings], k
                 yield b"x" * 1024
         response = http.post("/api/v2/pricing-rules", content=chunks(), headers={"X-API-Key": keys["admin"]})
         assert response.status_code == 413
+
+
+def test_an_oversized_request_head_is_431_and_the_connection_closed(
+    api: tuple[str, Settings], keys: dict[str, str]
+) -> None:
+    url, _ = api
+    head = f"GET /api/v2/me HTTP/1.1\r\nHost: x\r\nX-API-Key: {keys['read']}\r\n".encode()
+    answer, took = _raw_exchange(url, head + b"X-Filler: " + b"a" * (MAX_REQUEST_HEAD_BYTES + 100) + b"\r\n\r\n",
+                                 then_wait=True)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert took < 3
+    # Just under the bound, the same request is served.
+    filler = b"X-Filler: " + b"a" * (MAX_REQUEST_HEAD_BYTES - len(head) - 100) + b"\r\n\r\n"
+    answer, _ = _raw_exchange(url, head + filler, then_wait=False)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+def test_a_head_trickled_past_the_bound_is_refused_before_it_ends(
+    api: tuple[str, Settings], keys: dict[str, str]
+) -> None:
+    # Headers that never end, sent a line at a time: the server must not keep buffering them.
+    url, _ = api
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=ANSWER_WITHIN_S) as sock:
+        sock.sendall(f"GET /api/v2/me HTTP/1.1\r\nHost: x\r\nX-API-Key: {keys['read']}\r\n".encode())
+        sent, answer = 0, b""
+        while sent < 4 * MAX_REQUEST_HEAD_BYTES:
+            try:
+                sock.sendall(b"X-Line-%d: %s\r\n" % (sent, b"b" * 500))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += 512
+            sock.settimeout(0.01)
+            try:
+                answer += sock.recv(65536)
+            except TimeoutError:
+                continue
+            finally:
+                sock.settimeout(ANSWER_WITHIN_S)
+            if answer:
+                break
+        answer += _rest_of(sock)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert sent <= 2 * MAX_REQUEST_HEAD_BYTES
+
+
+def _rest_of(sock: socket.socket) -> bytes:
+    out = b""
+    try:
+        while chunk := sock.recv(65536):
+            out += chunk
+    except ConnectionResetError:
+        pass
+    return out
 
 
 @pytest.mark.parametrize("query", [

@@ -13,8 +13,9 @@ import pytest
 from opus.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-# The embedded PostgreSQL serves one machine; on Azure the database is a server.
-ONE_MACHINE_ONLY = {"pgserver"}
+# The embedded PostgreSQL serves one machine; on Azure the database is a server. `opus serve`'s HTTP parser and
+# event loop too: on Azure the Functions host speaks HTTP.
+ONE_MACHINE_ONLY = {"pgserver", "httptools", "uvloop"}
 # Settings left out of the example on purpose: their absence means something no placeholder can say.
 LEFT_UNSET = {"PARTITION_PAGE_CAP": "unset, the runaway cap scales with each partition's estimate"}
 # Read by the Functions host and function_app.py (timer schedules, the task hub), not by Settings.

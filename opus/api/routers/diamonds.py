@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Response
 
 from opus.api import jsonbody
 from opus.api.context import ApiContext, get_context
+from opus.api.query_model import QueryModel
 from opus.api.schemas.common import MAX_BIGINT, Digits, error_responses
 from opus.api.schemas.diamonds import DiamondOut, SearchPage, SearchQuery
 from opus.api.schemas.trading import AvailabilityIn, HoldOut, PurchaseIn, PurchaseOut
@@ -28,16 +29,17 @@ PURCHASE_CONFLICT: dict[str, Any] = {
 # Printable ASCII without leading or trailing spaces: what a header can carry unchanged through proxies.
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 DiamondId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="Opus's id of the stone."), Digits]
+SEARCH_QUERY = QueryModel(SearchQuery)
 
 
 @router.get(
     "", response_model=SearchPage, dependencies=[Depends(READ)], responses=error_responses(400),
-    summary="Search stones",
+    summary="Search stones", openapi_extra=SEARCH_QUERY.openapi_extra(),
     description="Filter, sort and page through stones. Pages are keyset-paginated: pass the `next` cursor of a "
     "page to get the following one, keeping the other parameters. `total_estimate` is the planner's estimate; "
     "ask `count=exact` for an exact `total`.",
 )
-def search_diamonds(ctx: Ctx, query: Annotated[SearchQuery, Query()]) -> Response:
+def search_diamonds(ctx: Ctx, query: Annotated[SearchQuery, Depends(SEARCH_QUERY)]) -> Response:
     # Written from the rows (jsonbody): validating every stone through SearchPage cost more than the query.
     return Response(jsonbody.search_page(search(ctx, query), query), media_type="application/json")
 

@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, LiteralString
 
 from psycopg import sql
+from psycopg.types.string import TextLoader
 
 from opus.api.context import ApiContext
 from opus.api.cursor import Cursor, decode_cursor, encode_cursor
@@ -233,14 +234,20 @@ def search(ctx: ApiContext, q: SearchQuery) -> SearchResult:
     # Outside a transaction (no COMMIT to wait for). The page, the estimate when it is not remembered and the
     # exact count when asked are pipelined: one round trip together.
     with ctx.db.autocommit() as conn:
+        page = conn.cursor()
+        # Numbers stay the text PostgreSQL sends: the page is written as JSON at once, where a Decimal would
+        # only be turned back into the same string (every numeric column has a scale of at most 4, so
+        # str(Decimal(text)) is the text itself).
+        page.adapters.register_loader("numeric", TextLoader)
         if estimate is None or q.count == "exact":
             with conn.pipeline():
-                page = conn.execute(query, params)
+                page.execute(query, params)
                 plan = None if estimate is not None else conn.execute(_plan_query(filters), _filter_params(params))
                 count = None if q.count != "exact" else conn.execute(
                     sql.SQL("SELECT count(*) AS n FROM diamonds WHERE {}").format(filters), _filter_params(params))
         else:  # the usual request: one statement, for which a pipeline is only overhead
-            page, plan, count = conn.execute(query, params), None, None
+            page.execute(query, params)
+            plan, count = None, None
         rows = page.fetchall()
         if plan is not None:
             estimate = _planned_rows(plan.fetchone())
