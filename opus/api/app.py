@@ -6,7 +6,8 @@ function (which forwards requests to the ASGI app), and tests build as many apps
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,6 +63,27 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _reads_while_served(context: ApiContext) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The lifespan: while a server runs the app, searches read through an asyncio pool of the server's loop
+    (`ApiContext.reads`) instead of each taking a thread. Without a lifespan (the Functions host's ASGI adapter,
+    a test client outside `with`), they take a thread and `Database`."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Opened without waiting for a connection: an API whose database is down starts, and answers 503
+        # until the database is back, as the thread path does.
+        reads = context.db.async_reads()
+        await reads.open()
+        context.reads = reads
+        try:
+            yield
+        finally:
+            context.reads = None
+            await reads.close()
+
+    return lifespan
+
+
 def create_app(
     *,
     db: Database,
@@ -74,7 +96,10 @@ def create_app(
     """Build the API. `feed` may be None (trading routes answer 503), so may `control` (trigger routes 503).
     `replay_wait` bounds how long a repeated purchase waits for the first one (default: ReplayWait())."""
     now = clock or _utc_now
+    context = ApiContext(db=db, settings=settings, feed=feed, control=control, clock=now,
+                         replay_wait=replay_wait or ReplayWait())
     app = FastAPI(
+        lifespan=_reads_while_served(context),
         title="Opus API",
         version="2.0.0",
         description=DESCRIPTION,
@@ -94,8 +119,7 @@ def create_app(
             {"name": "operations", "description": "The calling credential; run history and pipeline state."},
         ],
     )
-    app.state.opus = ApiContext(db=db, settings=settings, feed=feed, control=control, clock=now,
-                                replay_wait=replay_wait or ReplayWait())
+    app.state.opus = context
     install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX, responses=error_responses(401, 403, 408, 413, 422, 429, 500))

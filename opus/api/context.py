@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
+import anyio.to_thread
 from fastapi import Request
 
 from opus.api.errors import ApiError
 from opus.config import Settings
-from opus.db.pool import Database
+from opus.db.pool import AsyncReads, Database
 from opus.db.queries import Queries
 from opus.ports import Feed, PipelineControl
 
@@ -63,6 +64,8 @@ class ApiContext:
     clock: Callable[[], datetime]
     replay_wait: ReplayWait = field(default_factory=ReplayWait)
     estimates: EstimateCache = field(default_factory=EstimateCache)
+    # Open while a server runs the app's lifespan (`opus serve`): reads from the event loop, without a thread.
+    reads: AsyncReads | None = None
     _cursor_key: bytes | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -86,6 +89,11 @@ class ApiContext:
                 if self._cursor_key is None:
                     self._cursor_key = self._load_cursor_key()
         return self._cursor_key
+
+    async def cursor_key_loaded(self) -> None:
+        """`cursor_key()` answers without I/O from now on: loaded in a thread, not on the event loop."""
+        if self._cursor_key is None:
+            await anyio.to_thread.run_sync(self.cursor_key)
 
     def _load_cursor_key(self) -> bytes:
         with self.db.transaction() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Response
+from starlette.concurrency import run_in_threadpool
 
 from opus.api import jsonbody
 from opus.api.context import ApiContext, get_context
@@ -14,7 +15,7 @@ from opus.api.schemas.diamonds import DiamondOut, SearchPage, SearchQuery
 from opus.api.schemas.trading import AvailabilityIn, HoldOut, PurchaseIn, PurchaseOut
 from opus.api.security import ADMIN, READ, TRADE, Principal
 from opus.api.services import diamonds, holds, purchases
-from opus.api.services.search import search
+from opus.api.services.search import search, search_async
 from opus.domain.auth import Scope
 
 router = APIRouter(prefix="/diamonds", tags=["diamonds"])
@@ -39,9 +40,13 @@ SEARCH_QUERY = QueryModel(SearchQuery)
     "page to get the following one, keeping the other parameters. `total_estimate` is the planner's estimate; "
     "ask `count=exact` for an exact `total`.",
 )
-def search_diamonds(ctx: Ctx, query: Annotated[SearchQuery, Depends(SEARCH_QUERY)]) -> Response:
+async def search_diamonds(ctx: Ctx, query: Annotated[SearchQuery, Depends(SEARCH_QUERY)]) -> Response:
+    if ctx.reads is not None:
+        result = await search_async(ctx, ctx.reads, query)
+    else:
+        result = await run_in_threadpool(search, ctx, query)
     # Written from the rows (jsonbody): validating every stone through SearchPage cost more than the query.
-    return Response(jsonbody.search_page(search(ctx, query), query), media_type="application/json")
+    return Response(jsonbody.search_page(result, query), media_type="application/json")
 
 
 @router.get(

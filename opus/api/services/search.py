@@ -29,6 +29,7 @@ from opus.api.cursor import Cursor, decode_cursor, encode_cursor
 from opus.api.errors import ApiError
 from opus.api.schemas.diamonds import DIAMOND_FIELDS, SearchQuery, SortKey, SortOrder
 from opus.api.services.search_branches import Branches, branches
+from opus.db.pool import AsyncReads
 
 
 def _decimal(text: str) -> Decimal:
@@ -225,43 +226,97 @@ def page_statement(ctx: ApiContext, q: SearchQuery) -> tuple[sql.Composed, sql.C
     return page_query(q, _after(ctx, q))
 
 
-def search(ctx: ApiContext, q: SearchQuery) -> SearchResult:
-    sort = SORT_COLUMNS[q.sort]
+@dataclass(slots=True)
+class _Statements:
+    """What one search request runs: the page, and the estimate and the exact count when they are needed."""
+
+    q: SearchQuery
+    page: sql.Composed
+    params: dict[str, Any]
+    filters: sql.Composed
+    estimate_key: str
+    estimate: int | None  # remembered from an earlier request with the same filters, else planned now
+
+    @property
+    def plan(self) -> sql.Composed | None:
+        return _plan_query(self.filters) if self.estimate is None else None
+
+    @property
+    def count(self) -> sql.Composed | None:
+        if self.q.count != "exact":
+            return None
+        return sql.SQL("SELECT count(*) AS n FROM diamonds WHERE {}").format(self.filters)
+
+    @property
+    def filter_params(self) -> dict[str, Any]:
+        return _filter_params(self.params)
+
+
+def _statements(ctx: ApiContext, q: SearchQuery) -> _Statements:
     query, filters, params = page_statement(ctx, q)
     estimate_key = _estimate_key(filters, params)
-    estimate = ctx.estimates.get(estimate_key, ctx.now().timestamp())
-    total = None
-    # Outside a transaction (no COMMIT to wait for). The page, the estimate when it is not remembered and the
-    # exact count when asked are pipelined: one round trip together.
-    with ctx.db.autocommit() as conn:
-        page = conn.cursor()
-        # Numbers stay the text PostgreSQL sends: the page is written as JSON at once, where a Decimal would
-        # only be turned back into the same string (every numeric column has a scale of at most 4, so
-        # str(Decimal(text)) is the text itself).
-        page.adapters.register_loader("numeric", TextLoader)
-        if estimate is None or q.count == "exact":
-            with conn.pipeline():
-                page.execute(query, params)
-                plan = None if estimate is not None else conn.execute(_plan_query(filters), _filter_params(params))
-                count = None if q.count != "exact" else conn.execute(
-                    sql.SQL("SELECT count(*) AS n FROM diamonds WHERE {}").format(filters), _filter_params(params))
-        else:  # the usual request: one statement, for which a pipeline is only overhead
-            page.execute(query, params)
-            plan, count = None, None
-        rows = page.fetchall()
-        if plan is not None:
-            estimate = _planned_rows(plan.fetchone())
-            ctx.estimates.put(estimate_key, estimate, ctx.now().timestamp())
-        if count is not None:
-            total = int(count.fetchone()["n"])  # type: ignore[index]
-    assert estimate is not None
+    return _Statements(q, query, params, filters, estimate_key, ctx.estimates.get(estimate_key, ctx.now().timestamp()))
+
+
+def _result(ctx: ApiContext, run: _Statements, rows: list[dict[str, Any]], plan: Any, count: Any) -> SearchResult:
+    """The page from the rows (one more than the page when there is a next one) and the other answers."""
+    q, sort, estimate = run.q, SORT_COLUMNS[run.q.sort], run.estimate
+    if estimate is None:
+        estimate = _planned_rows(plan)
+        ctx.estimates.put(run.estimate_key, estimate, ctx.now().timestamp())
     next_cursor = None
     if len(rows) > q.limit:
         rows = rows[: q.limit]
         last = rows[-1]
         next_cursor = encode_cursor(ctx.cursor_key(), Cursor(
             q.sort.value, q.order.value, sort.render(last[sort.column]), int(last["id"])))
-    return SearchResult(rows, next_cursor, estimate, total)
+    return SearchResult(rows, next_cursor, estimate, None if count is None else int(count["n"]))
+
+
+# Numbers stay the text PostgreSQL sends: the page is written as JSON at once, where a Decimal would only be turned
+# back into the same string (every numeric column has a scale of at most 4, so str(Decimal(text)) is the text).
+# Reads run outside a transaction (no COMMIT to wait for). The page, the estimate when it is not remembered and the
+# exact count when asked are pipelined: one round trip together; the usual request is the page alone, for which a
+# pipeline is only overhead. `search` and `search_async` are the same steps through psycopg's two APIs.
+
+
+def search(ctx: ApiContext, q: SearchQuery) -> SearchResult:
+    run = _statements(ctx, q)
+    plan = count = None
+    with ctx.db.autocommit() as conn:
+        page = conn.cursor()
+        page.adapters.register_loader("numeric", TextLoader)
+        if run.plan is None and run.count is None:
+            page.execute(run.page, run.params)
+        else:
+            with conn.pipeline():
+                page.execute(run.page, run.params)
+                planned = None if run.plan is None else conn.execute(run.plan, run.filter_params)
+                counted = None if run.count is None else conn.execute(run.count, run.filter_params)
+            plan = None if planned is None else planned.fetchone()
+            count = None if counted is None else counted.fetchone()
+        rows = page.fetchall()
+    return _result(ctx, run, rows, plan, count)
+
+
+async def search_async(ctx: ApiContext, reads: AsyncReads, q: SearchQuery) -> SearchResult:
+    await ctx.cursor_key_loaded()  # cursors are checked and signed with it, on the loop
+    run = _statements(ctx, q)
+    plan = count = None
+    async with reads.connection() as conn:
+        page = conn.cursor()
+        page.adapters.register_loader("numeric", TextLoader)
+        if run.plan is None and run.count is None:
+            await page.execute(run.page, run.params)
+        else:
+            async with conn.pipeline():
+                await page.execute(run.page, run.params)
+                planned = None if run.plan is None else await conn.execute(run.plan, run.filter_params)
+                counted = None if run.count is None else await conn.execute(run.count, run.filter_params)
+            plan = None if planned is None else await planned.fetchone()
+            count = None if counted is None else await counted.fetchone()
+        rows = await page.fetchall()
+    return _result(ctx, run, rows, plan, count)
 
 
 def _estimate_key(filters: sql.Composed, params: dict[str, Any]) -> str:
