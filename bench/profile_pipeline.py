@@ -83,7 +83,7 @@ def upsert_variants(db: Database, pages: list[list[dict[str, Any]]]) -> dict[str
         for page in pages:
             rows = {str(stone_id_of(item)): item for item in page}  # sandbox items all have an id
             ids = sorted(rows)
-            params = {"run_id": run_id, "stone_ids": ids, "payloads": [Jsonb(rows[s]) for s in ids],
+            params = {"run_id": run_id, "feed": "nivoda", "stone_ids": ids, "payloads": [Jsonb(rows[s]) for s in ids],
                       "hashes": [payload_hash(rows[s]) for s in ids]}
             with db.transaction() as conn:
                 conn.execute(query, params)

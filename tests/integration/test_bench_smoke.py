@@ -52,6 +52,18 @@ def test_the_runner_runs_a_benchmark_in_a_child_process(server: str) -> None:
     assert "PostgreSQL 15" in done.stdout
 
 
+def test_the_profiler_runs_on_a_few_items(server: str, tmp_path: Path) -> None:
+    # Not a benchmark (no figures for RESULTS.md), but a tool of the same kind: it must keep running too.
+    out = tmp_path / "profile.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.profile_pipeline", "--items", "200", "--top", "3", "--server", server,
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.stat().st_size > 0
+
+
 def test_the_micro_benchmarks_run_once_each() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "bench/test_micro_bench.py", "--benchmark-disable", "-q",
