@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 
 import psycopg
@@ -31,8 +32,44 @@ class RawPage:
 
 def payload_hash(item: JSON) -> str:
     """Content hash of a raw record, independent of key order."""
-    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
+    return _hash(_canonical(item))
+
+
+def _canonical(item: JSON) -> str:
+    return json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _hash(canonical: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# jsonb holds neither U+0000 nor a lone UTF-16 surrogate, and one such string refuses the whole page's insert. Both
+# reach a parsed record only from a \u escape in the feed's JSON, and the canonical text writes either as one: a
+# text without `\u0000` or `\udXXX` is storable, and only the rare text with one (e.g. an emoji's surrogate pair) is
+# walked to be sure.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|d[89a-f])")
+_UNSTORABLE_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
+def _holds_unstorable(value: object) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE_CHARS.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_unstorable(k) or _holds_unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_unstorable(v) for v in value)
+    return False
+
+
+def storable_copy(value: object) -> object:
+    """`value` with every character jsonb cannot hold replaced by U+FFFD, for the error log."""
+    if isinstance(value, str):
+        return _UNSTORABLE_CHARS.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable_copy(k): storable_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable_copy(v) for v in value]
+    return value
 
 
 def stone_id_of(item: object) -> str | None:
@@ -70,31 +107,44 @@ def store_items(db: Database, run_id: str, feed: str, items: list[JSON], *, full
         return _upsert_items(conn, run_id, feed, items, full_run=full_run)
 
 
+@dataclass(frozen=True, slots=True)
+class _Skipped:
+    record: object
+    stone_id: str | None
+    field: str | None
+    message: str
+
+
 def _upsert_items(conn: Connection, run_id: str, feed: str, items: list[JSON], *, full_run: bool) -> int:
-    rows: dict[str, JSON] = {}
-    unkeyed: list[object] = []
+    rows: dict[str, tuple[JSON, str]] = {}
+    skipped: list[_Skipped] = []
     for item in items:
         stone_id = stone_id_of(item)
         if stone_id is None:
-            unkeyed.append(item)
-        else:
-            rows[stone_id] = item  # a stone twice in one page: the later copy wins, ON CONFLICT needs one
+            skipped.append(_Skipped(item, None, "diamond.id", "record has no supplier stone id; skipped"))
+            continue
+        canonical = _canonical(item)
+        if _SUSPECT_ESCAPE.search(canonical) and _holds_unstorable(item):
+            skipped.append(_Skipped(item, stone_id, None, "record holds a NUL character or a lone surrogate, "
+                                    "which PostgreSQL cannot store; skipped"))
+            continue
+        rows[stone_id] = (item, canonical)  # a stone twice in one page: the later copy wins, ON CONFLICT needs one
     stone_ids = sorted(rows)  # a fixed order: two deliveries of one page lock rows alike, no deadlock
     written = conn.execute(
         RAW.upsert_raw_page,
-        {"run_id": run_id, "feed": feed, "stone_ids": stone_ids, "payloads": [Jsonb(rows[s]) for s in stone_ids],
-         "hashes": [payload_hash(rows[s]) for s in stone_ids]},
+        {"run_id": run_id, "feed": feed, "stone_ids": stone_ids, "payloads": [Jsonb(rows[s][0]) for s in stone_ids],
+         "hashes": [_hash(rows[s][1]) for s in stone_ids]},
     ).rowcount
     if full_run:
         conn.execute(RAW.mark_seen, {"run_id": run_id, "feed": feed, "stone_ids": stone_ids})
-    for record in unkeyed:
+    for skip in skipped:
         conn.execute(
             RUNS.insert_error,
-            {"run_id": run_id, "feed": feed, "source": "worker", "supplier_stone_id": None,
-             "field": "diamond.id", "message": "record has no supplier stone id; skipped", "payload": Jsonb(record)},
+            {"run_id": run_id, "feed": feed, "source": "worker", "supplier_stone_id": skip.stone_id,
+             "field": skip.field, "message": skip.message, "payload": Jsonb(storable_copy(skip.record))},
         )
-    if unkeyed:
+    if skipped:
         # Counted with the mapping errors: the run's summary reports every record it could not use.
-        conn.execute(RUNS.count_consolidated, {"run_id": run_id, "consolidated": 0, "errors": len(unkeyed)})
-        logger.warning("records without a stone id skipped", extra={"run_id": run_id, "count": len(unkeyed)})
+        conn.execute(RUNS.count_consolidated, {"run_id": run_id, "consolidated": 0, "errors": len(skipped)})
+        logger.warning("records skipped", extra={"run_id": run_id, "count": len(skipped)})
     return written

@@ -87,6 +87,16 @@ def _video_fallback_only(item: Record) -> bool:
     return _set_if_selected(diamond, "v360", None) or changed
 
 
+def _nul_in_text(item: Record) -> bool:
+    """A NUL character in a string (sent as `\\u0000`): valid JSON, but not storable in PostgreSQL's jsonb."""
+    cert = _certificate(item)
+    for name in ("lab", "shape", "color"):
+        if isinstance(cert.get(name), str):
+            cert[name] += "\x00"
+            return True
+    return False
+
+
 MALFORM_KINDS: dict[str, Callable[[Record], bool]] = {
     "null_id": _null_id,
     "price_not_number": _price_not_number,
@@ -97,6 +107,7 @@ MALFORM_KINDS: dict[str, Callable[[Record], bool]] = {
     "labgrown_null": _labgrown_null,
     "image_on_certificate_only": _image_on_certificate_only,
     "video_fallback_only": _video_fallback_only,
+    "nul_in_text": _nul_in_text,
 }
 
 

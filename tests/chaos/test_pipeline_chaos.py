@@ -121,7 +121,7 @@ def test_malformed_records_are_logged_with_their_reason_and_every_good_one_is_co
     small_sandbox.inventory.faults.configure(
         malformed={"null_id": 0.01, "price_not_number": 0.01, "wrong_type": 0.01, "eye_clean_text": 0.02,
                    "fancy_without_color": 0.02, "flo_abbreviation": 0.02, "labgrown_null": 0.02,
-                   "image_on_certificate_only": 0.02, "video_fallback_only": 0.02}, seed=8)
+                   "image_on_certificate_only": 0.02, "video_fallback_only": 0.02, "nul_in_text": 0.01}, seed=8)
     try:
         with LocalRuntime(settings_for(database_url, small_sandbox), db=db) as rt:
             result = run_once(rt, RunType.FULL, workers=8, poll_s=0.2)
@@ -133,6 +133,7 @@ def test_malformed_records_are_logged_with_their_reason_and_every_good_one_is_co
         stored = {r["supplier_stone_id"] for r in conn.execute("SELECT supplier_stone_id FROM diamonds")}
     assert errors, "malformed records were served"
     assert all(e["message"] for e in errors), "each has its reason"
+    assert any("cannot store" in e["message"] for e in errors), "records jsonb refuses were served"
     unkeyed = [e for e in errors if e["supplier_stone_id"] is None]
     rejected = {e["supplier_stone_id"] for e in errors if e["supplier_stone_id"] is not None}
     assert unkeyed, "records without a stone id were served"

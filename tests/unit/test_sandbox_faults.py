@@ -116,6 +116,7 @@ def test_each_malformed_kind_damages_every_record_at_rate_one(kind: str) -> None
         "image_on_certificate_only": all(d["image"] is None and c["image"]
                                          for d, c in zip(diamonds, certs, strict=True)),
         "video_fallback_only": all(d["video"] is None and d["v360"] is None for d in diamonds),
+        "nul_in_text": all(any(str(c.get(name)).endswith("\x00") for name in ("lab", "shape", "color")) for c in certs),
     }
     assert checks[kind]
     assert body != before
