@@ -90,7 +90,7 @@ class ApiContext:
                     self._cursor_key = self._load_cursor_key()
         return self._cursor_key
 
-    async def cursor_key_loaded(self) -> None:
+    async def ensure_cursor_key(self) -> None:
         """`cursor_key()` answers without I/O from now on: loaded in a thread, not on the event loop."""
         if self._cursor_key is None:
             await anyio.to_thread.run_sync(self.cursor_key)

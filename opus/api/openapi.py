@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from opus.api.routes import route_scopes
+from opus.api.routes import route_query_models, route_scopes
 from opus.api.schemas.common import error_responses
 from opus.api.security import API_KEY_HEADER, CLIENT_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from opus.domain.auth import HMAC_WINDOW_S, NONCE_MAX_LENGTH, NONCE_MIN_LENGTH
@@ -75,9 +75,11 @@ def build_openapi(app: FastAPI, is_protected: Any) -> dict[str, Any]:
     for name, description in ENUM_DESCRIPTIONS.items():
         if name in components.get("schemas", {}):
             components["schemas"][name].setdefault("description", description)
-    scopes = route_scopes(app)
+    scopes, query_models = route_scopes(app), route_query_models(app)
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
+            if (model := query_models.get((method.upper(), path))) is not None:
+                operation["parameters"] = [*operation.get("parameters", []), *model.parameters()]
             if not is_protected(path):
                 operation["security"] = []
                 continue

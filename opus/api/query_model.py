@@ -4,8 +4,9 @@ FastAPI reads a `Annotated[Model, Query()]` parameter field by field (aliases, s
 on every request: for the search's 25 parameters that was an eighth of a request's Python time, more than the
 validation itself. `QueryModel` groups the query string once and lets pydantic-core validate it, with FastAPI's
 meaning kept: a list field takes every occurrence, any other field the last, an unknown parameter is the model's
-to refuse, and a problem is a `RequestValidationError` located at `("query", field)`. The route documents the
-same parameters: `openapi_extra` holds what FastAPI would have written for the model (`parameters`).
+to refuse, and a problem is a `RequestValidationError` located at `("query", field)`. The OpenAPI document lists
+the same parameters FastAPI would have written for the model (`parameters()`, added by opus/api/openapi.py to
+every operation that depends on a QueryModel), built when the document is first asked for, not at import.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class QueryModel(Generic[M]):
         self.model = model
         self._lists = frozenset(
             name for name, field in model.model_fields.items() if get_origin(field.annotation) is list)
+        self._parameters: list[dict[str, Any]] | None = None
 
     async def __call__(self, request: Request) -> M:
         return self.parse(request.scope.get("query_string", b""))
@@ -46,14 +48,16 @@ class QueryModel(Generic[M]):
                 [{**error, "loc": ("query", *error["loc"])} for error in exc.errors(include_url=False)]
             ) from None
 
-    def openapi_extra(self) -> dict[str, Any]:
+    def parameters(self) -> list[dict[str, Any]]:
         """The operation's `parameters` as FastAPI documents `Annotated[model, Query()]` (its `$ref`s name the
         schemas of the model's enums, which the app's own document holds when a response model uses them)."""
-        def endpoint(query: BaseModel) -> None:
-            """Documented only, never served."""
+        if self._parameters is None:
+            def endpoint(query: BaseModel) -> None:
+                """Documented only, never served."""
 
-        # Set here, not written in the signature: annotations are strings in this module.
-        endpoint.__annotations__ = {"query": Annotated[self.model, Query()], "return": None}
-        side = FastAPI()
-        side.get("/")(endpoint)
-        return {"parameters": side.openapi()["paths"]["/"]["get"]["parameters"]}
+            # Set here, not written in the signature: annotations are strings in this module.
+            endpoint.__annotations__ = {"query": Annotated[self.model, Query()], "return": None}
+            side = FastAPI()
+            side.get("/")(endpoint)
+            self._parameters = side.openapi()["paths"]["/"]["get"]["parameters"]
+        return self._parameters

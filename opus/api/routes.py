@@ -7,7 +7,7 @@ documented and what is enforced cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import fastapi.routing
 from fastapi import FastAPI
@@ -16,18 +16,26 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
+from opus.api.query_model import QueryModel
 from opus.api.security import RequireScope
 from opus.domain.auth import Scope as AccessScope
 
+T = TypeVar("T")
 
-def scope_of(dependant: Dependant) -> AccessScope | None:
+
+def _dependency(dependant: Dependant, kind: type[T]) -> T | None:
     for dep in dependant.dependencies:
-        if isinstance(dep.call, RequireScope):
-            return dep.call.scope
-        found = scope_of(dep)
-        if found:
+        if isinstance(dep.call, kind):
+            return dep.call
+        found = _dependency(dep, kind)
+        if found is not None:
             return found
     return None
+
+
+def scope_of(dependant: Dependant) -> AccessScope | None:
+    found = _dependency(dependant, RequireScope)
+    return found.scope if found else None
 
 
 def api_routes(app: FastAPI) -> list[Any]:
@@ -47,6 +55,16 @@ def route_scopes(app: FastAPI) -> dict[tuple[str, str], str | None]:
         for method in route.methods or ():
             scopes[(method, route.path_format)] = needed.value if needed else None
     return scopes
+
+
+def route_query_models(app: FastAPI) -> dict[tuple[str, str], QueryModel[Any]]:
+    """(METHOD, path) -> the QueryModel that reads the route's query string, for the routes that have one."""
+    models: dict[tuple[str, str], QueryModel[Any]] = {}
+    for route in api_routes(app):
+        model = _dependency(route.dependant, QueryModel)
+        if model is not None:
+            models.update({(method, route.path_format): model for method in route.methods or ()})
+    return models
 
 
 class ScopeTable:

@@ -61,14 +61,14 @@ def _holds_unstorable(value: object) -> bool:
     return False
 
 
-def storable_copy(value: object) -> object:
+def _storable_copy(value: object) -> object:
     """`value` with every character jsonb cannot hold replaced by U+FFFD, for the error log."""
     if isinstance(value, str):
         return _UNSTORABLE_CHARS.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {storable_copy(k): storable_copy(v) for k, v in value.items()}
+        return {_storable_copy(k): _storable_copy(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [storable_copy(v) for v in value]
+        return [_storable_copy(v) for v in value]
     return value
 
 
@@ -141,7 +141,7 @@ def _upsert_items(conn: Connection, run_id: str, feed: str, items: list[JSON], *
         conn.execute(
             RUNS.insert_error,
             {"run_id": run_id, "feed": feed, "source": "worker", "supplier_stone_id": skip.stone_id,
-             "field": skip.field, "message": skip.message, "payload": Jsonb(storable_copy(skip.record))},
+             "field": skip.field, "message": skip.message, "payload": Jsonb(_storable_copy(skip.record))},
         )
     if skipped:
         # Counted with the mapping errors: the run's summary reports every record it could not use.

@@ -35,7 +35,7 @@ SEARCH_QUERY = QueryModel(SearchQuery)
 
 @router.get(
     "", response_model=SearchPage, dependencies=[Depends(READ)], responses=error_responses(400),
-    summary="Search stones", openapi_extra=SEARCH_QUERY.openapi_extra(),
+    summary="Search stones",
     description="Filter, sort and page through stones. Pages are keyset-paginated: pass the `next` cursor of a "
     "page to get the following one, keeping the other parameters. `total_estimate` is the planner's estimate; "
     "ask `count=exact` for an exact `total`.",

@@ -226,36 +226,30 @@ def page_statement(ctx: ApiContext, q: SearchQuery) -> tuple[sql.Composed, sql.C
     return page_query(q, _after(ctx, q))
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Statements:
     """What one search request runs: the page, and the estimate and the exact count when they are needed."""
 
     q: SearchQuery
     page: sql.Composed
     params: dict[str, Any]
-    filters: sql.Composed
+    filter_params: dict[str, Any]
     estimate_key: str
     estimate: int | None  # remembered from an earlier request with the same filters, else planned now
-
-    @property
-    def plan(self) -> sql.Composed | None:
-        return _plan_query(self.filters) if self.estimate is None else None
-
-    @property
-    def count(self) -> sql.Composed | None:
-        if self.q.count != "exact":
-            return None
-        return sql.SQL("SELECT count(*) AS n FROM diamonds WHERE {}").format(self.filters)
-
-    @property
-    def filter_params(self) -> dict[str, Any]:
-        return _filter_params(self.params)
+    plan: sql.Composed | None  # the estimate's EXPLAIN, when it is not remembered
+    count: sql.Composed | None  # with count=exact
 
 
 def _statements(ctx: ApiContext, q: SearchQuery) -> _Statements:
     query, filters, params = page_statement(ctx, q)
-    estimate_key = _estimate_key(filters, params)
-    return _Statements(q, query, params, filters, estimate_key, ctx.estimates.get(estimate_key, ctx.now().timestamp()))
+    filter_params = _filter_params(params)
+    estimate_key = _estimate_key(filters, filter_params)
+    estimate = ctx.estimates.get(estimate_key, ctx.now().timestamp())
+    return _Statements(
+        q, query, params, filter_params, estimate_key, estimate,
+        plan=_plan_query(filters) if estimate is None else None,
+        count=sql.SQL("SELECT count(*) AS n FROM diamonds WHERE {}").format(filters) if q.count == "exact" else None,
+    )
 
 
 def _result(ctx: ApiContext, run: _Statements, rows: list[dict[str, Any]], plan: Any, count: Any) -> SearchResult:
@@ -300,7 +294,7 @@ def search(ctx: ApiContext, q: SearchQuery) -> SearchResult:
 
 
 async def search_async(ctx: ApiContext, reads: AsyncReads, q: SearchQuery) -> SearchResult:
-    await ctx.cursor_key_loaded()  # cursors are checked and signed with it, on the loop
+    await ctx.ensure_cursor_key()  # cursors are checked and signed with it, on the loop
     run = _statements(ctx, q)
     plan = count = None
     async with reads.connection() as conn:
@@ -319,10 +313,9 @@ async def search_async(ctx: ApiContext, reads: AsyncReads, q: SearchQuery) -> Se
     return _result(ctx, run, rows, plan, count)
 
 
-def _estimate_key(filters: sql.Composed, params: dict[str, Any]) -> str:
+def _estimate_key(filters: sql.Composed, filter_params: dict[str, Any]) -> str:
     """One key per filter set: the filter SQL and its values, without what only moves the page."""
-    used = sorted((k, repr(v)) for k, v in _filter_params(params).items())
-    return repr(filters) + repr(used)
+    return repr(filters) + repr(sorted((k, repr(v)) for k, v in filter_params.items()))
 
 
 def _filter_params(params: dict[str, Any]) -> dict[str, Any]:
