@@ -51,7 +51,8 @@ def settle_run(deps: PipelineDeps, run_id: str) -> Settlement:
             elif not plan_covered(run, partitions):
                 return Settlement.WAITING
             else:
-                conn.execute(RUNS.mark_consolidating, {"run_id": run_id, "now": deps.clock.now()})
+                marked = conn.execute(RUNS.mark_consolidating, {"run_id": run_id, "now": deps.clock.now()})
+                assert marked.rowcount == 1, "the run is locked and running"
                 outcome = Settlement.CONSOLIDATING
         else:
             outcome = Settlement.CONSOLIDATING

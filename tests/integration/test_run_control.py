@@ -88,6 +88,35 @@ def test_retry_resumes_failed_partitions_and_the_run_completes(
     assert len(ids) == len(set(ids)) == SIZE, "nothing lost, nothing duplicated"
 
 
+def test_a_run_failed_while_consolidating_consolidates_when_retried(
+    db: Database, database_url: str, sandbox: RunningSandbox
+) -> None:
+    """Failed after its partitions all succeeded (by its deadline, a guard or an operator), a run is retried with
+    nothing to fetch: it must consolidate again, not sit `running` until its next deadline."""
+    with make_runtime(db, database_url, sandbox) as rt:
+        plan = schedule_run(rt.deps, rt.coordinator, RunType.FULL)
+        rt.start_consumers(workers=2, consolidators=0)
+        deadline = datetime.now(UTC) + timedelta(seconds=60)
+        while run_status(db, plan.run_id) != "consolidating" and datetime.now(UTC) < deadline:
+            rt.queue.receive("nothing", wait_s=0.1)
+        rt.stop_consumers()
+        assert run_status(db, plan.run_id) == "consolidating"
+        rt.control.cancel_run(plan.run_id, by="test")
+        assert run_status(db, plan.run_id) == "failed"
+        assert rt.control.retry_partitions(plan.run_id) == 0, "every partition had succeeded"
+        assert run_status(db, plan.run_id) == "consolidating"
+        result = follow_run(rt, plan.run_id, workers=1, poll_s=0.1)
+    assert result["status"] == "completed", result
+    assert sorted(stored_ids(db)) == sorted(set(stored_ids(db))) and len(stored_ids(db)) == SIZE
+
+
+def run_status(db: Database, run_id: str) -> str:
+    with db.connection() as conn:
+        row = conn.execute("SELECT status FROM run_metadata WHERE run_id = %s", (run_id,)).fetchone()
+    assert row is not None
+    return str(row["status"])
+
+
 def test_only_failed_runs_can_be_retried_or_deleted(db: Database, database_url: str, sandbox: RunningSandbox) -> None:
     with make_runtime(db, database_url, sandbox) as rt:
         plan = schedule_run(rt.deps, rt.coordinator, RunType.FULL)

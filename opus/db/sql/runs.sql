@@ -104,9 +104,10 @@ UPDATE run_metadata SET status = %(status)s, failure_reason = %(reason)s,
 WHERE run_id = %(run_id)s
 
 -- name: mark_consolidating
+-- A retried run that had consolidated before is marked again: the time is of its latest consolidation.
 UPDATE run_metadata SET status = 'consolidating', consolidation_enqueued_at = now(),
     consolidation_active_at = %(now)s
-WHERE run_id = %(run_id)s AND consolidation_enqueued_at IS NULL
+WHERE run_id = %(run_id)s AND status = 'running'
 
 -- name: consolidation_active
 UPDATE run_metadata SET consolidation_active_at = %(now)s WHERE run_id = %(run_id)s
