@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
+E2E = Path(__file__).resolve().parents[1] / "e2e"
 sys.path.insert(0, str(INTEGRATION))  # for `from api_conftest import ...` in these tests
+sys.path.insert(0, str(E2E))  # for `from processes import ...`: the helpers that start `opus` processes
 
 _spec = importlib.util.spec_from_file_location("api_fixtures", INTEGRATION / "conftest.py")
 assert _spec is not None

@@ -65,6 +65,13 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 
 @pytest.fixture
+def large_sandbox() -> Iterator[RunningSandbox]:
+    """The issue's 20,000 stones, for the run under SIGKILLs."""
+    with run_sandbox(diamonds=20_000, seed=53) as sb:
+        yield sb
+
+
+@pytest.fixture
 def small_sandbox() -> Iterator[RunningSandbox]:
     """Enough stones for several partitions, where the size proves nothing more."""
     with run_sandbox(diamonds=3_000, seed=52) as sb:
@@ -170,12 +177,14 @@ def test_two_schedulers_started_at_once_create_one_run(
     assert runs == {"n": 1}
 
 
+@pytest.mark.timeout(330)
 def test_sigkills_of_workers_consolidators_and_the_api_lose_and_duplicate_nothing(
-    db: Database, database_url: str, sandbox: RunningSandbox
+    db: Database, database_url: str, large_sandbox: RunningSandbox
 ) -> None:
+    sandbox = large_sandbox
     env = os.environ | {
         "DATABASE_URL": database_url, "NIVODA_ENDPOINT": sandbox.endpoint, "NIVODA_RATE_LIMIT_PER_S": "10000",
-        "MIN_RECORDS_PER_WORKER": "500", "MAX_WORKERS": "8", "CONSOLIDATOR_BATCH_SIZE": "500",
+        "MIN_RECORDS_PER_WORKER": "1000", "MAX_WORKERS": "8", "CONSOLIDATOR_BATCH_SIZE": "500",
         # Short locks and claims keep the test short; the defaults' recovery times are tested in tests/e2e.
         "QUEUE_VISIBILITY_TIMEOUT_S": "4", "CLAIM_TTL_SECONDS": "6", "CONSOLIDATOR_SLICE_S": "3",
         "HOUSEKEEPING_INTERVAL_S": "2",
@@ -193,24 +202,28 @@ def test_sigkills_of_workers_consolidators_and_the_api_lose_and_duplicate_nothin
     procs = {name: subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for name, cmd in commands.items()}
     rng = random.Random(7)
-    kills = 0
-    deadline = time.monotonic() + 200
+    kills: list[tuple[str, str]] = []  # (process, the run's status when it was killed)
+    deadline = time.monotonic() + 220
 
     def status() -> str:
         with db.connection() as conn:
             row = conn.execute("SELECT status FROM run_metadata WHERE run_id = %s", (run_id,)).fetchone()
         return str(row["status"]) if row else "missing"
 
+    def kill(name: str, during: str) -> None:
+        procs[name].send_signal(signal.SIGKILL)
+        procs[name].wait(timeout=10)
+        procs[name] = subprocess.Popen(commands[name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        kills.append((name, during))
+
     try:
-        while status() not in ("completed", "failed") and time.monotonic() < deadline:
-            time.sleep(rng.uniform(0.5, 2.0))
-            if kills < 12:
-                name = ["worker", "consolidator", "api"][kills % 3]
-                procs[name].send_signal(signal.SIGKILL)
-                procs[name].wait(timeout=10)
-                procs[name] = subprocess.Popen(commands[name], env=env, stdout=subprocess.DEVNULL,
-                                               stderr=subprocess.DEVNULL)
-                kills += 1
+        while (now := status()) not in ("completed", "failed") and time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.5, 2.5))
+            # Nine kills in turn while the pages are fetched, then the consolidators again while they work.
+            if now == "running" and len(kills) < 9:
+                kill(["worker", "consolidator", "api"][len(kills) % 3], now)
+            elif now == "consolidating" and sum(during == "consolidating" for _, during in kills) < 3:
+                kill(rng.choice(["consolidator", "consolidator", "api"]), now)
     finally:
         sandbox.inventory.faults.configure()
         for proc in procs.values():
@@ -220,17 +233,28 @@ def test_sigkills_of_workers_consolidators_and_the_api_lose_and_duplicate_nothin
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    assert kills >= 10, f"only {kills} kills landed before the run ended"
-    assert status() == "completed"
+    assert len(kills) >= 10, f"only {len(kills)} kills landed before the run ended: {kills}"
+    assert {name for name, _ in kills} == {"worker", "consolidator", "api"}
+    assert any(during == "consolidating" for _, during in kills), kills
+    with db.connection() as conn:
+        progress = conn.execute("SELECT count(*) FILTER (WHERE pending) AS pending, count(*) FILTER"
+                                " (WHERE claimed_by IS NOT NULL) AS claimed FROM raw_diamonds_nivoda").fetchone()
+        chains = conn.execute("SELECT message_id, state, delivery_count, visible_at - now() AS due_in"
+                              " FROM queue_messages WHERE queue = 'consolidate' ORDER BY id DESC LIMIT 6").fetchall()
+    assert status() == "completed", f"{status()} after kills {kills}; raw rows {progress}; last links {chains}"
     assert_catalogue_is_the_feed(db, sandbox)
     with db.connection() as conn:
         stuck = conn.execute("SELECT count(*) AS n FROM partition_progress WHERE run_id = %s"
                              " AND status <> 'succeeded'", (run_id,)).fetchone()
         pending = conn.execute("SELECT count(*) AS n FROM raw_diamonds_nivoda WHERE pending").fetchone()
-        queued = conn.execute("SELECT count(*) AS n FROM queue_messages WHERE state = 'ready'"
-                              " AND body->>'run_id' = %s AND queue = 'work-items'", (run_id,)).fetchone()
-        completed = conn.execute("SELECT count(*) AS n FROM run_metadata WHERE status = 'completed'").fetchone()
+        left = conn.execute("SELECT queue, state, count(*) AS n FROM queue_messages WHERE body->>'run_id' = %s"
+                            " AND state IN ('ready', 'dead') GROUP BY queue, state", (run_id,)).fetchall()
+        completed = conn.execute("SELECT run_id, feed, watermark FROM run_metadata"
+                                 " WHERE status = 'completed'").fetchall()
+        published = conn.execute("SELECT feed, value FROM watermarks").fetchall()
     assert stuck == {"n": 0}
     assert pending == {"n": 0}
-    assert queued == {"n": 0}, "no work left stuck in the queue"
-    assert completed == {"n": 1}, "the watermark moved once"
+    assert left == [], "no message left ready or dead-lettered in either queue"
+    assert [str(r["run_id"]) for r in completed] == [run_id], "one run completed: the watermark moved once"
+    assert published == [{"feed": completed[0]["feed"], "value": completed[0]["watermark"]}], (
+        "the published watermark is the run's")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from processes import free_port, start_serve
 
 from opus.api.keys import create_key
 from opus.db.pool import Database
@@ -24,30 +22,6 @@ SIZE = 3_000
 def sandbox() -> Iterator[RunningSandbox]:
     with run_sandbox(diamonds=SIZE, seed=13) as sb:
         yield sb
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_serve(database_url: str, sb: RunningSandbox, port: int, **extra: str) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "DATABASE_URL": database_url, "NIVODA_ENDPOINT": sb.endpoint, "NIVODA_RATE_LIMIT_PER_S": "30",
-        "MIN_RECORDS_PER_WORKER": "300", "MAX_WORKERS": "4", **extra,
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "opus", "serve", "--port", str(port)], env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "opus serve exited early"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("opus serve did not become healthy")
 
 
 def run_status(db: Database, run_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Two `opus worker` processes sharing one scheduled run are held to one rate limit together, measured by the
+"""Two `opus worker` processes sharing one scheduled run are held to one Nivoda rate limit together, measured by the
 sandbox: each on its own would send the limit, so together without the shared bucket they would send twice it."""
 
 from __future__ import annotations
