@@ -68,7 +68,8 @@ class AzureRuntime:
             db = Database(url, max_size=settings.pg_pool_max, timeout_s=settings.pg_conn_timeout_ms / 1000,
                           idle_timeout_s=settings.pg_idle_timeout_ms / 1000)
             stack.callback(db.close)
-            feed = NivodaClient.from_settings(settings)
+            # The rate limit (and a 429's pause) is one bucket in PostgreSQL for every instance the platform runs.
+            feed = NivodaClient.from_settings(settings, db=db)
             stack.callback(feed.close)
             queue = ServiceBusWorkQueue.from_settings(settings, clock=clock)
             stack.callback(queue.close)
