@@ -160,6 +160,22 @@ def test_a_page_the_feed_fails_is_retried_by_a_scheduled_copy_and_the_message_co
                    run_id)["attempts"] == 1
 
 
+def test_a_page_nivoda_throttles_is_retried_by_a_copy_scheduled_at_its_retry_after(
+    stack: AzureStack, db: Database, sandbox: RunningSandbox, clock: SteppableClock
+) -> None:
+    run_id = scheduled_run(stack, db)
+    first = next(m for m in stack.due(WORK_QUEUE) if m.message_id == f"{run_id}:0:0")
+    sandbox.inventory.faults.configure(fail_next=[429], retry_after_s=37)
+    try:
+        stack.invoke(first)
+    finally:
+        sandbox.inventory.faults.configure()
+
+    retry = stack.servicebus.sent(WORK_QUEUE)[-1]
+    assert retry.message_id == f"{run_id}:0:0:attempt-1"
+    assert retry.scheduled_enqueue_time_utc == clock.now() + timedelta(seconds=37), "Retry-After, not a backoff"
+
+
 def test_a_message_that_can_never_succeed_raises_so_that_it_is_dead_lettered(stack: AzureStack) -> None:
     malformed = DeliveredMessage(WORK_QUEUE, "bad-1", {"run_id": "x"}, "application/json", stack.clock.now())
 
