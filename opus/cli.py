@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ import click
 from opus.config import Settings, load_settings
 from opus.domain.models import RunType
 from opus.errors import OpusError
-from opus.logs import ExtraFormatter
+from opus.logs import configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,12 +34,8 @@ def _runtime(settings: Settings) -> Iterator[Any]:
 @click.option("--log-level", default="INFO", show_default=True, help="Logging level (to stderr).")
 def main(log_level: str) -> None:
     """Opus: ingest the Nivoda inventory, price it, serve it."""
-    handler = logging.StreamHandler(sys.stderr)
     # The run, partition and counts of each line travel in `extra`: the standard formatter would drop them.
-    handler.setFormatter(ExtraFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=log_level.upper(), handlers=[handler])
-    # One line per feed request drowns everything else; our client logs what matters.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(log_level)
 
 
 @main.group()

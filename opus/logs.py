@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 # The attributes every LogRecord has: anything else on a record came from `extra`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
@@ -43,3 +44,15 @@ def use_extra_formatter(handlers: list[logging.Handler], fmt: str | None = None)
     for handler in handlers:
         own = handler.formatter._fmt if handler.formatter is not None else None
         handler.setFormatter(ExtraFormatter(fmt or own))
+
+
+def configure_logging(level: str | int = "INFO") -> None:
+    """The process's logging as every `opus` process has it: one stderr handler whose lines keep the extras.
+
+    Called by the CLI, and by each `opus serve` API helper process, which starts from a fresh interpreter.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ExtraFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper() if isinstance(level, str) else level, handlers=[handler])
+    # One line per feed request drowns everything else; our client logs what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -208,6 +208,9 @@ class _ClientGone(Exception):
 
 
 def _source(scope: Scope) -> str:
+    """The caller's address, as the server saw it: the socket's peer under uvicorn; on Azure Functions, whose
+    adapter gives none, the address the platform's front end named (`opus.azure.client_address`). A request
+    header is never read here: anywhere else it would be the caller's to invent."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 

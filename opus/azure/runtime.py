@@ -68,7 +68,8 @@ class AzureRuntime:
             db = Database(url, max_size=settings.pg_pool_max, timeout_s=settings.pg_conn_timeout_ms / 1000,
                           idle_timeout_s=settings.pg_idle_timeout_ms / 1000)
             stack.callback(db.close)
-            feed = NivodaClient.from_settings(settings)
+            # The rate limit (and a 429's pause) is one bucket in PostgreSQL for every instance the platform runs.
+            feed = NivodaClient.from_settings(settings, db=db)
             stack.callback(feed.close)
             queue = ServiceBusWorkQueue.from_settings(settings, clock=clock)
             stack.callback(queue.close)
@@ -106,11 +107,18 @@ class AzureRuntime:
 
     @property
     def asgi_middleware(self) -> Any:
-        """The adapter from a Functions HTTP request to the ASGI app, made once like the app."""
+        """The adapter from a Functions HTTP request to the ASGI app, made once like the app.
+
+        The adapter tells the app no caller address; `PlatformClientAddress` takes it from the platform's header,
+        so that limits per address (failed authentications) tell callers apart.
+        """
         if self._asgi_middleware is None:
             import azure.functions as func
 
-            self._asgi_middleware = func.AsgiMiddleware(self.asgi_app)  # type: ignore[no-untyped-call]
+            from opus.azure.client_address import PlatformClientAddress
+
+            self._asgi_middleware = func.AsgiMiddleware(  # type: ignore[no-untyped-call]
+                PlatformClientAddress(self.asgi_app))
         return self._asgi_middleware
 
     def close(self) -> None:

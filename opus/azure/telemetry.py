@@ -8,17 +8,22 @@ managed identity) when `APPLICATIONINSIGHTS_AUTHENTICATION_STRING` says `Authori
 names a user-assigned identity), as the host reads the same setting. Without a connection string, the log lines
 the host forwards carry the extras as `key=value` pairs (`opus.logs.ExtraFormatter`).
 
+OpenTelemetry takes only primitive attribute values (str, bool, int, float, bytes and their sequences) and drops
+any other with a warning: an extra that is a dict or a list of dicts would vanish from the trace. `JsonExtras`,
+set on the handlers of the `opus` logger, encodes such values as JSON text first, so every extra arrives.
+
 Configured once per process: a second call changes nothing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opus.config import Settings
-from opus.logs import use_extra_formatter
+from opus.logs import record_extra, use_extra_formatter
 
 LOGGER_NAME = "opus"
 
@@ -45,12 +50,33 @@ def aad_client_id(authentication: str | None) -> tuple[bool, str | None]:
     return True, parts.get("clientid") or None
 
 
-def configure_telemetry(settings: Settings, *, configure: Configure | None = None) -> bool:
+_PRIMITIVE = (str, bool, int, float, bytes, type(None))
+
+
+class JsonExtras(logging.Filter):
+    """Encode the extras OpenTelemetry would drop (dicts, lists of non-primitives, objects) as JSON text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in record_extra(record).items():
+            if not _attribute_value(value):
+                setattr(record, key, json.dumps(value, default=str, sort_keys=True))
+        return True
+
+
+def _attribute_value(value: object) -> bool:
+    if isinstance(value, _PRIMITIVE):
+        return True
+    return isinstance(value, (list, tuple)) and all(isinstance(v, _PRIMITIVE) for v in value)
+
+
+def configure_telemetry(
+    settings: Settings, *, configure: Configure | None = None, log_record_processors: Sequence[Any] = (),
+) -> bool:
     """Set up Application Insights (or key=value log lines); True when Application Insights was set up.
 
     Called once per process, by `opus.azure.runtime.current_runtime` as it builds the process's runtime under its
     lock (a second `configure_azure_monitor` would add a second exporter). `configure` stands in for
-    `configure_azure_monitor` (a boundary we do not own).
+    `configure_azure_monitor` (a boundary we do not own); `log_record_processors` are added beside its exporter.
     """
     connection = settings.applicationinsights_connection_string
     if not connection:
@@ -62,7 +88,12 @@ def configure_telemetry(settings: Settings, *, configure: Configure | None = Non
         from azure.identity import ManagedIdentityCredential
 
         options["credential"] = ManagedIdentityCredential(client_id=client_id)
+    if log_record_processors:
+        options["log_record_processors"] = list(log_record_processors)
     (configure or _azure_monitor())(**options)
-    logging.getLogger(LOGGER_NAME).setLevel(logging.INFO)
+    opus_logger = logging.getLogger(LOGGER_NAME)
+    for handler in opus_logger.handlers:  # the exporter's handler: filters of the logger would miss child loggers
+        handler.addFilter(JsonExtras())
+    opus_logger.setLevel(logging.INFO)
     logging.getLogger(__name__).info("application insights configured", extra={"aad": use_aad})
     return True

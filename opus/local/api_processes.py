@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,12 @@ logger = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 30.0
 
 
-def _serve_api(settings: Settings, sock: socket.socket) -> None:
+def _serve_api(settings: Settings, sock: socket.socket, log_level: int) -> None:
+    # A spawned child starts with no logging set up: without this, its records would reach only
+    # `logging.lastResort` (WARNING and above, without their extras).
+    from opus.logs import configure_logging
+
+    configure_logging(log_level)
     # Imported in the child: the module-level imports of a spawned child's target stay few.
     import uvicorn
 
@@ -31,6 +37,7 @@ def _serve_api(settings: Settings, sock: socket.socket) -> None:
     from opus.local.serve import build_app, server_config
 
     with LocalRuntime(settings) as runtime:
+        logger.info("api helper process serving", extra={"pid": os.getpid()})
         config = server_config(build_app(runtime), settings, host="", port=0)
         uvicorn.Server(config).run(sockets=[sock])
 
@@ -54,8 +61,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 def api_helpers(settings: Settings, sock: socket.socket, count: int) -> Iterator[list[BaseProcess]]:
     """`count` helper processes serving the API on `sock` while the block runs; stopped when it ends."""
     context = multiprocessing.get_context("spawn")
+    level = logging.getLogger().getEffectiveLevel()  # the helpers log at the level the main process was given
     helpers: list[BaseProcess] = [
-        context.Process(target=_serve_api, args=(settings, sock), name=f"opus-api-{i + 1}", daemon=True)
+        context.Process(target=_serve_api, args=(settings, sock, level), name=f"opus-api-{i + 1}", daemon=True)
         for i in range(count)
     ]
     for helper in helpers:

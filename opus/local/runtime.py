@@ -100,8 +100,7 @@ class LocalRuntime:
         for consumer in self._consumers:
             consumer.start()
         if housekeeping and self._housekeeper is None:
-            self._housekeeper = Housekeeper(
-                [lambda: run_housekeeping(deps), self.queue.prune], self.settings.housekeeping_interval_s)
+            self._housekeeper = Housekeeper([lambda: run_housekeeping(deps)], self.settings.housekeeping_interval_s)
             self._housekeeper.start()
 
     def stop_consumers(self, timeout_s: float = 60.0) -> None:

@@ -2,7 +2,8 @@
 
 Called about every `HOUSEKEEPING_INTERVAL_S` by the local runtime while it consumes (`opus run`, `opus worker`,
 `opus serve`) and by the housekeeping timer on Azure. Each chore is idempotent and safe to run from several
-processes at once.
+processes at once. Queue pruning is one of them: the local queue keeps finished messages so that their ids
+deduplicate, and must be told when to forget them; Service Bus forgets them itself.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol, runtime_checkable
 
 from opus.db.queries import Queries
 from opus.domain.models import WorkItem
@@ -31,11 +33,21 @@ class HousekeepingReport:
     revived_partitions: int = 0  # stalled partitions whose page was enqueued again
     revived_consolidations: list[str] = field(default_factory=list)  # silent consolidations restarted
     published: list[str] = field(default_factory=list)  # feeds whose watermark was published again
+    pruned: int = 0  # finished messages the queue forgot
 
     @property
     def anything(self) -> bool:
         return bool(self.expired or self.abandoned or self.settled or self.revived_partitions
-                    or self.revived_consolidations or self.published)
+                    or self.revived_consolidations or self.published or self.pruned)
+
+
+@runtime_checkable
+class PrunableQueue(Protocol):
+    """A WorkQueue that keeps finished messages (their ids deduplicate) until told to forget them."""
+
+    def prune(self, older_than_s: float | None = None) -> int:
+        """Delete finished messages older than this (default: the queue's deduplication window)."""
+        ...
 
 
 def run_housekeeping(deps: PipelineDeps) -> HousekeepingReport:
@@ -46,13 +58,23 @@ def run_housekeeping(deps: PipelineDeps) -> HousekeepingReport:
         revived_partitions=revive_stalled_partitions(deps),
         revived_consolidations=revive_stalled_consolidations(deps),
         published=republish_watermarks(deps),
+        pruned=prune_finished_messages(deps),  # last: the least urgent chore
     )
     if report.anything:
         logger.info("housekeeping acted", extra={
             "expired": len(report.expired), "abandoned": len(report.abandoned), "settled": len(report.settled),
             "revived_partitions": report.revived_partitions,
-            "revived_consolidations": len(report.revived_consolidations), "published": len(report.published)})
+            "revived_consolidations": len(report.revived_consolidations), "published": len(report.published),
+            "pruned": report.pruned})
     return report
+
+
+def prune_finished_messages(deps: PipelineDeps) -> int:
+    """Forget finished messages once their ids no longer need to deduplicate; a queue that forgets them on its own
+    (Service Bus) has nothing to prune."""
+    if isinstance(deps.queue, PrunableQueue):
+        return deps.queue.prune()
+    return 0
 
 
 def settle_unsettled_runs(deps: PipelineDeps) -> list[str]:

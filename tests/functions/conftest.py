@@ -53,7 +53,7 @@ def make_stack(db: Database, azurite_blob: str) -> Iterator[StackFactory]:
             BlobServiceClient.from_connection_string(azurite_blob), clock=clock,
             container=f"wm-{uuid.uuid4().hex[:12]}",
         )
-        feed = NivodaClient.from_settings(settings)
+        feed = NivodaClient.from_settings(settings, db=db)  # as production wires it: the shared bucket
         runtime = AzureRuntime(
             settings, db=db, feed=feed, queue=ServiceBusWorkQueue(servicebus, clock=clock), watermarks=watermarks,
             alerts=PostgresAlerts(db), clock=clock,

@@ -3,8 +3,9 @@ with the Service Bus SDK double, Azurite for the watermark and the Durable host 
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from opus.api.app import create_app
 from opus.api.keys import create_key
+from opus.azure.client_address import PlatformClientAddress, platform_client
 from opus.azure.triggers import MessageGivenUp
 from opus.config import Settings, load_settings
 from opus.db.pool import Database
@@ -158,6 +160,22 @@ def test_a_page_the_feed_fails_is_retried_by_a_scheduled_copy_and_the_message_co
                    run_id)["attempts"] == 1
 
 
+def test_a_page_nivoda_throttles_is_retried_by_a_copy_scheduled_at_its_retry_after(
+    stack: AzureStack, db: Database, sandbox: RunningSandbox, clock: SteppableClock
+) -> None:
+    run_id = scheduled_run(stack, db)
+    first = next(m for m in stack.due(WORK_QUEUE) if m.message_id == f"{run_id}:0:0")
+    sandbox.inventory.faults.configure(fail_next=[429], retry_after_s=37)
+    try:
+        stack.invoke(first)
+    finally:
+        sandbox.inventory.faults.configure()
+
+    retry = stack.servicebus.sent(WORK_QUEUE)[-1]
+    assert retry.message_id == f"{run_id}:0:0:attempt-1"
+    assert retry.scheduled_enqueue_time_utc == clock.now() + timedelta(seconds=37), "Retry-After, not a backoff"
+
+
 def test_a_message_that_can_never_succeed_raises_so_that_it_is_dead_lettered(stack: AzureStack) -> None:
     malformed = DeliveredMessage(WORK_QUEUE, "bad-1", {"run_id": "x"}, "application/json", stack.clock.now())
 
@@ -219,6 +237,66 @@ def test_the_http_function_answers_a_search_through_the_asgi_app(stack: AzureSta
     assert response.status_code == 200, response.get_body()
     body = json.loads(response.get_body())
     assert len(body["items"]) == 5
+
+
+def failed_authentications(
+    stack: AzureStack, forwarded_for: Callable[[int], str], times: int = 6,
+) -> list[int]:
+    return [stack.http("GET", "/api/v2/diamonds?limit=1", headers={
+        "X-API-Key": "opus_not-a-key", "X-Forwarded-For": forwarded_for(i)}).status_code for i in range(times)]
+
+
+def test_failed_authentications_are_counted_per_caller_as_the_front_end_names_it(
+    make_stack: StackFactory, database_url: str, sandbox: RunningSandbox, clock: SteppableClock, db: Database
+) -> None:
+    # The Functions adapter gives the app no client address; the platform's front end names it in X-Forwarded-For.
+    stack = make_stack(settings_for(database_url, sandbox, auth_failures_per_minute=5), clock)
+    reader = create_key(db, "reader", "read")
+
+    guesser = failed_authentications(stack, lambda i: f"203.0.113.7:{50000 + i}")
+    other = stack.http("GET", "/api/v2/diamonds?limit=1",
+                       headers={"X-API-Key": reader, "X-Forwarded-For": "198.51.100.2:40000"})
+    other_v6 = stack.http("GET", "/api/v2/diamonds?limit=1",
+                          headers={"X-API-Key": reader, "X-Forwarded-For": "[2001:db8::2]:40000"})
+
+    assert guesser == [401, 401, 401, 401, 401, 429]
+    assert (other.status_code, other_v6.status_code) == (200, 200), "another caller is not locked out"
+
+
+def test_a_guesser_cannot_escape_the_limit_by_writing_its_own_forwarded_for(
+    make_stack: StackFactory, database_url: str, sandbox: RunningSandbox, clock: SteppableClock
+) -> None:
+    # What the caller sends stands before the entry the front end appends: only the last entry is believed.
+    stack = make_stack(settings_for(database_url, sandbox, auth_failures_per_minute=5), clock)
+
+    spoofed = failed_authentications(stack, lambda i: f"10.0.0.{i}, 192.0.2.{i}, 203.0.113.7:{50000 + i}")
+
+    assert spoofed == [401, 401, 401, 401, 401, 429]
+
+
+@pytest.mark.parametrize(("header", "client"), [
+    ("203.0.113.7:51234", ("203.0.113.7", 51234)),
+    ("10.1.1.1, 203.0.113.7:51234", ("203.0.113.7", 51234)),
+    ("[2001:DB8::1]:443", ("2001:db8::1", 443)),
+    ("2001:db8::1", ("2001:db8::1", 0)),
+    ("203.0.113.7", ("203.0.113.7", 0)),
+    ("203.0.113.7:51234, not-an-address", None),
+    ("", None),
+])
+def test_the_platforms_entry_is_the_last_of_the_header(header: str, client: tuple[str, int] | None) -> None:
+    assert platform_client([(b"x-forwarded-for", header.encode())]) == client
+
+
+def test_the_forwarded_header_is_ignored_where_the_scope_knows_its_client() -> None:
+    seen: list[object] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["client"])
+
+    scope = {"type": "http", "client": ("192.0.2.10", 5000), "headers": [(b"x-forwarded-for", b"203.0.113.7")]}
+    asyncio.run(PlatformClientAddress(app)(scope, None, None))  # type: ignore[arg-type]
+
+    assert seen == [("192.0.2.10", 5000)]
 
 
 def test_the_trigger_route_starts_a_run_and_its_orchestration_as_the_timer_does(

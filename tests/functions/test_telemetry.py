@@ -136,3 +136,38 @@ def test_the_cli_logs_with_the_extras() -> None:
 
     assert result.exit_code == 0, result.output
     assert "probed run_id=r9 count=2" in result.stderr
+
+
+# Run in a child interpreter: configure_azure_monitor installs process-wide providers and instrumentation.
+_EXPORT_PROBE = """
+import json, logging, sys
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+try:
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter as Exporter
+except ImportError:
+    from opentelemetry.sdk._logs.export import InMemoryLogExporter as Exporter
+from opus.azure import telemetry
+from opus.config import load_settings
+
+exporter = Exporter()
+telemetry.configure_telemetry(load_settings(applicationinsights_connection_string=sys.argv[1]),
+                              log_record_processors=[SimpleLogRecordProcessor(exporter)])
+logging.getLogger("opus.pipeline.worker").info("page stored", extra={
+    "run_id": "r1", "partition": 3, "ids": ["a", "b"], "counts": {"rows": 5}, "pages": [{"n": 1}]})
+(record,) = [r for r in exporter.get_finished_logs() if r.log_record.body == "page stored"]
+print(json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in record.log_record.attributes.items()}))
+"""
+
+
+def test_the_extras_arrive_as_attributes_of_the_exported_record_dicts_as_json() -> None:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _EXPORT_PROBE, CONNECTION], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+    assert done.returncode == 0, done.stderr
+    attributes = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {k: attributes[k] for k in ("run_id", "partition", "ids", "counts", "pages")} == {
+        "run_id": "r1", "partition": 3, "ids": ["a", "b"], "counts": '{"rows": 5}', "pages": '[{"n": 1}]'}
