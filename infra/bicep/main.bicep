@@ -84,6 +84,10 @@ param runHourUtc int = 2
 @maxValue(23)
 param runDeadlineHourUtc int = 6
 
+// Must be positive: alerts.bicep refuses less than an hour (runDeadlineMinutes), so a deadline hour at or before
+// the run hour fails validation instead of the app's start.
+var runDeadlineMinutes = (runDeadlineHourUtc - runHourUtc) * 60
+
 @description('Upper bound on partitions per run (MAX_WORKERS): a partition pages one request at a time, so this is a run\'s requests in flight.')
 @minValue(1)
 param maxWorkers int = 64
@@ -273,7 +277,7 @@ var appSettings = {
   // Planning counts with as many requests in flight as a run pages with.
   DENSITY_SCAN_PARALLELISM: string(maxWorkers)
   INCREMENTAL_BUFFER_MINUTES: '15'
-  RUN_DEADLINE_MINUTES: string((runDeadlineHourUtc - runHourUtc) * 60)
+  RUN_DEADLINE_MINUTES: string(runDeadlineMinutes)
   PLANNING_TIMEOUT_S: '120'
   PARTITION_STALL_S: '900'
   PAGE_ATTEMPTS: string(pageAttempts)
@@ -351,6 +355,7 @@ module alerts 'modules/alerts.bicep' = {
     serviceBusId: serviceBus.outputs.id
     appInsightsId: monitoring.outputs.appInsightsId
     runDeadlineHourUtc: runDeadlineHourUtc
+    runDeadlineMinutes: runDeadlineMinutes
     tags: tags
   }
 }

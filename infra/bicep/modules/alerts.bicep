@@ -17,6 +17,12 @@ param appInsightsId string
 @maxValue(23)
 param runDeadlineHourUtc int
 
+// RUN_DEADLINE_MINUTES as main.bicep derives it: a deadline hour at or before the run hour would make it zero or
+// negative, which the app's Settings refuse only when it starts; this refuses it when the deployment is validated.
+@description('Minutes from the nightly run to its deadline (RUN_DEADLINE_MINUTES).')
+@minValue(60)
+param runDeadlineMinutes int
+
 param tags object = {}
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
@@ -132,7 +138,7 @@ resource runLate 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   tags: tags
   properties: {
     displayName: '${namePrefix}: nightly run not completed by ${runDeadlineHourUtc}:00 UTC'
-    description: 'A feed\'s run scheduled since midnight UTC had not completed by the deadline hour.'
+    description: 'A feed\'s run scheduled since midnight UTC had not completed by the deadline hour (${runDeadlineMinutes} minutes after the nightly start).'
     severity: 1
     enabled: true
     scopes: [
