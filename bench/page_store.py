@@ -63,7 +63,7 @@ def store_all(db: Database, pages: list[list[dict[str, Any]]], run_type: str, th
         stored = 0
         for i, page in enumerate(shares[partition]):
             raw = RawPage(run_id, FEED, partition, i * PAGE_SIZE, page, full_run=run_type == "full")
-            stored += store_page(db, raw)
+            stored += store_page(db, raw) is not None
         return stored
 
     load = load_now()

@@ -56,13 +56,14 @@ param postgresClientFirewallRules array = []
 @description('Memory of each Function App instance.')
 param functionInstanceMemoryMB int = 2048
 
-@description('Most instances the app scales out to; times PG_POOL_MAX this must stay under the server\'s connection limit.')
+@description('Most instances each function group scales out to; Flex Consumption accepts 40 to 1000. It bounds no connection count: docs/deploy.md "Sizes" does.')
+@minValue(40)
 param functionMaximumInstances int
 
 @description('Always-ready instances for HTTP (0: the API scales to zero).')
 param alwaysReadyHttpInstances int
 
-@description('PostgreSQL connections per instance.')
+@description('PostgreSQL connections per instance (PG_POOL_MAX); docs/deploy.md "Sizes" fits it to the server\'s connection limit.')
 param pgPoolMax int = 4
 
 @description('Days the telemetry tables keep data.')
@@ -83,8 +84,13 @@ param runHourUtc int = 2
 @maxValue(23)
 param runDeadlineHourUtc int = 6
 
-@description('Upper bound on partitions per run.')
-param maxWorkers int = 10
+// Must be positive: alerts.bicep refuses less than an hour (runDeadlineMinutes), so a deadline hour at or before
+// the run hour fails validation instead of the app's start.
+var runDeadlineMinutes = (runDeadlineHourUtc - runHourUtc) * 60
+
+@description('Upper bound on partitions per run (MAX_WORKERS): a partition pages one request at a time, so this is a run\'s requests in flight.')
+@minValue(1)
+param maxWorkers int = 64
 
 @description('Nivoda requests per second.')
 param nivodaRateLimitPerS string = '25'
@@ -265,11 +271,13 @@ var appSettings = {
   WORKER_PAGE_SIZE: '50'
   MAX_WORKERS: string(maxWorkers)
   MIN_RECORDS_PER_WORKER: '1000'
-  // Threads of the local runtime only; on Azure the Service Bus trigger's concurrency (host.json) plays this part.
-  WORKER_CONCURRENCY: '64'
+  // Threads of the local runtime only; on Azure the Service Bus trigger's concurrency (host.json maxConcurrentCalls
+  // per instance, instances following the queue depth) plays this part. Kept equal to the requests in flight.
+  WORKER_CONCURRENCY: string(maxWorkers)
+  // Planning counts with as many requests in flight as a run pages with.
   DENSITY_SCAN_PARALLELISM: string(maxWorkers)
   INCREMENTAL_BUFFER_MINUTES: '15'
-  RUN_DEADLINE_MINUTES: string((runDeadlineHourUtc - runHourUtc) * 60)
+  RUN_DEADLINE_MINUTES: string(runDeadlineMinutes)
   PLANNING_TIMEOUT_S: '120'
   PARTITION_STALL_S: '900'
   PAGE_ATTEMPTS: string(pageAttempts)
@@ -347,6 +355,7 @@ module alerts 'modules/alerts.bicep' = {
     serviceBusId: serviceBus.outputs.id
     appInsightsId: monitoring.outputs.appInsightsId
     runDeadlineHourUtc: runDeadlineHourUtc
+    runDeadlineMinutes: runDeadlineMinutes
     tags: tags
   }
 }
@@ -359,14 +368,19 @@ module workbook 'modules/workbook.bicep' = {
     displayName: 'Opus runs (${environmentName})'
     appInsightsId: monitoring.outputs.appInsightsId
     serviceBusId: serviceBus.outputs.id
+    rateLimitPerS: nivodaRateLimitPerS
     tags: tags
   }
 }
 
+var functionAppOrigin = 'https://${functionApp.outputs.defaultHostname}'
+
 // Read by the workflow (publishing) and the guide (migrations, first run).
 output resourceGroupName string = group.name
 output functionAppName string = functionApp.outputs.name
-output apiBaseUrl string = 'https://${functionApp.outputs.defaultHostname}/api/v2'
+// The API's origin: the dashboard's config.js takes this and adds /api/v2 itself (static_dashboard/js/api.js).
+output functionAppUrl string = functionAppOrigin
+output apiBaseUrl string = '${functionAppOrigin}/api/v2'
 output staticWebAppName string = dashboard.outputs.name
 output dashboardUrl string = dashboardOrigin
 output keyVaultName string = keyVault.outputs.name

@@ -49,7 +49,8 @@ def finalize(deps: PipelineDeps, run_id: str) -> str:
             "The next full run checks them again.",
             severity="warning", run_id=run_id, details={"unconfirmed": unconfirmed},
         )
-    logger.info("run completed", extra={"run_id": run_id, "deleted": deleted, "unconfirmed": unconfirmed})
+    logger.info("run completed", extra={"run_id": run_id, "feed": run["feed"], "deleted": deleted,
+                                        "unconfirmed": unconfirmed})
     return RunStatus.COMPLETED.value
 
 

@@ -83,10 +83,10 @@ def stone_id_of(item: object) -> str | None:
     return str(stone_id)
 
 
-def store_page(db: Database, page: RawPage) -> bool:
-    """Upsert the page's raw rows and advance `next_offset`, atomically.
+def store_page(db: Database, page: RawPage) -> int | None:
+    """Upsert the page's raw rows and advance `next_offset`, atomically; returns the rows written (new or changed).
 
-    Returns False, writing nothing, when another delivery of the same page got there first (the offset
+    Returns None, writing nothing, when another delivery of the same page got there first (the offset
     guard). Records without a stone id cannot be keyed: they go to `error_logs` and the rest are stored.
     """
     with db.transaction() as conn:
@@ -98,7 +98,7 @@ def store_page(db: Database, page: RawPage) -> bool:
         ).rowcount
         if not advanced:
             raise psycopg.Rollback()  # another delivery of this page committed first: keep its result
-    return bool(advanced)
+    return written if advanced else None
 
 
 def store_items(db: Database, run_id: str, feed: str, items: list[JSON], *, full_run: bool) -> int:

@@ -35,7 +35,7 @@ def fail_run(deps: PipelineDeps, run_id: str, reason: str) -> bool:
         if run is None or run["status"] not in ACTIVE:
             return False
         conn.execute(RUNS.set_run_status, {"run_id": run_id, "status": RunStatus.FAILED.value, "reason": reason})
-    logger.warning("run failed", extra={"run_id": run_id, "reason": reason})
+    logger.warning("run failed", extra={"run_id": run_id, "feed": run["feed"], "reason": reason})
     deps.alerts.raise_alert("run_failed", f"Run {run_id} failed: {reason}", run_id=run_id)
     return True
 

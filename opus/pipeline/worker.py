@@ -69,7 +69,11 @@ def handle_work_item(deps: PipelineDeps, body: JSON) -> Outcome:
         run_id=item.run_id, feed=part["feed"], partition=item.partition, offset=item.offset,
         items=items, full_run=part["run_type"] == RunType.FULL,
     )
-    if store_page(deps.db, page):
+    changed = store_page(deps.db, page)
+    if changed is not None:
+        # The workbook's stones, pages/s and partitions panels count these lines (infra/bicep/modules/workbook.json).
+        logger.info("page stored", extra={**_ctx(item), "feed": page.feed, "attempt": int(part["attempts"]) + 1,
+                                          "stones": len(items), "changed": changed})
         _continue(deps, WorkItem(item.run_id, item.partition, item.offset + len(items)))
         return Outcome.done()
     # Another delivery of this message stored the page first (its page may have been shorter than ours, and

@@ -34,7 +34,7 @@ def test_unstorable_records_are_logged_and_the_rest_of_the_page_is_stored(db: Da
         _item("S-4", "HRD", comment="an emoji 😀 and a literal \\u0000, both storable"),
         {"diamond": {"id": "S-5", "certificate": {"na\x00me": "in a key"}}},
     ]
-    assert store_page(db, RawPage(run_id, "nivoda", 0, 0, items, full_run=True))
+    assert store_page(db, RawPage(run_id, "nivoda", 0, 0, items, full_run=True)) == 2  # S-1 and S-4
     with db.connection() as conn:
         stored = {r["supplier_stone_id"]: r for r in conn.execute(
             "SELECT supplier_stone_id, payload, payload_hash FROM raw_diamonds_nivoda")}

@@ -17,6 +17,12 @@ param appInsightsId string
 @maxValue(23)
 param runDeadlineHourUtc int
 
+// RUN_DEADLINE_MINUTES as main.bicep derives it: a deadline hour at or before the run hour would make it zero or
+// negative, which the app's Settings refuse only when it starts; this refuses it when the deployment is validated.
+@description('Minutes from the nightly run to its deadline (RUN_DEADLINE_MINUTES).')
+@minValue(60)
+param runDeadlineMinutes int
+
 param tags object = {}
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
@@ -82,7 +88,8 @@ resource deadLetters 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   }
 }
 
-// Failed invocations; client errors of the REST API (4xx) are the callers' business, not a failure.
+// Failed invocations; client errors of the REST API (4xx) are the callers' business, not a failure. Compared as
+// text: a trigger's empty or non-numeric resultCode would make toint() null and drop the failure.
 resource functionFailures 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   name: '${namePrefix}-function-failures'
   location: location
@@ -100,7 +107,7 @@ resource functionFailures 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = 
     criteria: {
       allOf: [
         {
-          query: 'requests | where success == false | where not(toint(resultCode) between (400 .. 499)) | summarize failures = count() by operation_Name'
+          query: 'requests | where success == false | where not(tostring(resultCode) startswith "4") | summarize failures = count() by operation_Name'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0
@@ -120,9 +127,10 @@ resource functionFailures 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = 
   }
 }
 
-// Evaluated hourly over six hours; it returns a row only in the hour after the deadline, and only when no
-// "run completed" was logged since midnight UTC, so it fires at most once a night.
-var runLateQuery = 'let deadline = startofday(now()) + ${runDeadlineHourUtc}h; let completed = toscalar(traces | where timestamp >= startofday(now()) | where message == "run completed" | count); print completed | where now() >= deadline and now() < deadline + 1h and completed == 0'
+// Evaluated hourly over the day so far; it returns a row only in the hour after the deadline: one per feed whose run
+// was scheduled (or skipped, or not planned) since midnight UTC with no "run completed" of that feed since, or one
+// row when no run was scheduled at all. So it fires at most once a night, and for one feed of two.
+var runLateQuery = 'let since = startofday(now()); let deadline = since + ${runDeadlineHourUtc}h; let expected = traces | where timestamp >= since | where message in ("run scheduled", "scheduled run skipped: a run is already active", "scheduled run could not be planned") | extend feed = tostring(customDimensions.feed) | where isnotempty(feed) | distinct feed; let completed = traces | where timestamp >= since | where message == "run completed" | extend feed = tostring(customDimensions.feed) | where isnotempty(feed) | distinct feed; let late = expected | join kind=leftanti completed on feed; let nothing = print feed = "(no run scheduled)" | where toscalar(expected | count) == 0; union late, nothing | where now() >= deadline and now() < deadline + 1h'
 
 resource runLate 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   name: '${namePrefix}-run-not-completed'
@@ -130,14 +138,15 @@ resource runLate 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   tags: tags
   properties: {
     displayName: '${namePrefix}: nightly run not completed by ${runDeadlineHourUtc}:00 UTC'
-    description: 'No run completed since midnight UTC by the deadline hour.'
+    description: 'A feed\'s run scheduled since midnight UTC had not completed by the deadline hour (${runDeadlineMinutes} minutes after the nightly start).'
     severity: 1
     enabled: true
     scopes: [
       appInsightsId
     ]
     evaluationFrequency: 'PT1H'
-    windowSize: 'PT6H'
+    // A day: the query looks back to midnight (a six-hour window missed the 02:00 lines for a deadline after 08:00).
+    windowSize: 'P1D'
     criteria: {
       allOf: [
         {

@@ -20,8 +20,11 @@ param deploymentContainerName string
 ])
 param instanceMemoryMB int
 
-@description('Upper bound on instances: with PG_POOL_MAX connections each it must stay below the server\'s connection limit.')
-@minValue(1)
+// Flex Consumption refuses a value below 40, and the bound applies to each function group (http, durable, each
+// Service Bus function), not to the app: it bounds no connection count. docs/deploy.md derives that bound from
+// the queue depth instead.
+@description('Upper bound on instances of each function group (Flex Consumption: 40 to 1000).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int
 

@@ -51,6 +51,10 @@ resource tableRetention 'Microsoft.OperationalInsights/workspaces/tables@2022-10
     retentionInDays: retentionDays
     totalRetentionInDays: retentionDays
   }
+  // The App* tables belong to the Application Insights resource: set their retention once it has made them.
+  dependsOn: [
+    appInsights
+  ]
 }]
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' = {

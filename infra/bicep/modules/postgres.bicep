@@ -83,6 +83,8 @@ resource requireTls 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@20
   }
 }
 
+// The server takes one operation on its children at a time ("another operation is in progress"): each child
+// waits for the one before it.
 resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2024-08-01' = {
   parent: server
   name: databaseName
@@ -90,6 +92,9 @@ resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2024-08-0
     charset: 'UTF8'
     collation: 'en_US.utf8'
   }
+  dependsOn: [
+    requireTls
+  ]
 }
 
 // 0.0.0.0 - 0.0.0.0 is the service's own notation for "connections from Azure services".
@@ -100,8 +105,12 @@ resource allowAzureServices 'Microsoft.DBforPostgreSQL/flexibleServers/firewallR
     startIpAddress: '0.0.0.0'
     endIpAddress: '0.0.0.0'
   }
+  dependsOn: [
+    database
+  ]
 }
 
+@batchSize(1)
 resource clientRule 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = [for rule in clientFirewallRules: {
   parent: server
   name: rule.name
@@ -109,6 +118,9 @@ resource clientRule 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@202
     startIpAddress: rule.start
     endIpAddress: rule.end
   }
+  dependsOn: [
+    allowAzureServices
+  ]
 }]
 
 output name string = server.name

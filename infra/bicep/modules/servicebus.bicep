@@ -13,7 +13,7 @@ param namespaceName string
 @maxValue(100)
 param maxDeliveryCount int
 
-@description('Lock on a work item: one page is at most NIVODA_READ_ATTEMPTS requests of NIVODA_TIMEOUT_S (3 x 60 s) plus the upsert, and the host renews the lock for up to five minutes.')
+@description('Lock on a work item: one page is at most NIVODA_READ_ATTEMPTS requests of NIVODA_TIMEOUT_S (3 x 60 s) plus the upsert; the host renews the lock for up to ten minutes (host.json maxAutoLockRenewalDuration), which covers a page waiting for its rate-limit slot.')
 param workItemLockDuration string = 'PT3M'
 
 @description('Lock on a consolidate message: one slice (CONSOLIDATOR_SLICE_S) plus its commit.')
