@@ -194,3 +194,40 @@ def test_the_cli_lists_and_resolves_an_orphan(
     assert row["status"] == "failed"
     assert str(row["resolved_by"]).startswith("cli:")
     assert diamond_row(db, diamond_id)["availability"] == "AVAILABLE"
+
+
+class ResolvedWhileAtTheFeed:
+    """The sandbox-backed client, except that an admin resolves the purchase as failed while the order is at
+    the feed (the process was slow, not dead), before the feed's answer comes back."""
+
+    def __init__(self, feed: NivodaClient, resolve: Any) -> None:
+        self._feed = feed
+        self._resolve = resolve
+
+    def order(self, offer_id: str, *, reference: str | None = None, comment: str | None = None) -> str:
+        order_id = self._feed.order(offer_id, reference=reference, comment=comment)
+        self._resolve()
+        return order_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._feed, name)
+
+
+def test_a_late_answer_from_the_feed_keeps_the_resolution(
+    client: TestClient, db: Database, nivoda: NivodaClient, sandbox: RunningSandbox, auth: Auth,
+) -> None:
+    [(diamond_id, _)] = stones_from_sandbox(db, sandbox, 1)
+
+    def resolve() -> None:
+        [pending] = db_rows(db, "SELECT id FROM purchase_history WHERE status = 'pending'")
+        response = _resolve(client, int(pending["id"]), auth("admin"), {"outcome": "failed", "reason": "not seen"})
+        assert response.status_code == 200, response.text
+
+    ctx: ApiContext = client.app.state.opus  # type: ignore[attr-defined]
+    slow = dataclasses.replace(ctx, feed=ResolvedWhileAtTheFeed(nivoda, resolve))
+    answer = purchases.purchase(slow, diamond_id, "late", _principal(db, "trade"))
+    assert answer.status == 502, "the key keeps the one answer it was given: the resolution's"
+    retry = _buy(client, diamond_id, {**auth("trade"), "Idempotency-Key": "late"})
+    assert (retry.status_code, retry.content) == (502, answer.body.encode())
+    [row] = db_rows(db, "SELECT status, feed_order_id FROM purchase_history")
+    assert (row["status"], row["feed_order_id"]) == ("failed", None)
