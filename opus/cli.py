@@ -56,6 +56,45 @@ def db_migrate() -> None:
     click.echo(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d} {m.name}" for m in applied))
 
 
+@main.group()
+def purchases() -> None:
+    """Purchases an API process left pending: list them, resolve one after checking Nivoda."""
+
+
+@purchases.command("pending")
+@click.option("--older-than", "older_than_s", type=click.IntRange(0), default=0, show_default=True,
+              help="Only those pending for at least this many seconds.")
+def purchases_pending(older_than_s: int) -> None:
+    """Pending purchases, oldest first, one JSON object per line (find each in Nivoda by customer_order_number)."""
+    from datetime import UTC, datetime, timedelta
+
+    from opus.api.services.purchases import pending_purchases
+
+    with _database() as database:
+        rows = pending_purchases(database, datetime.now(UTC) - timedelta(seconds=older_than_s))
+    for row in rows:
+        click.echo(json.dumps(row, default=str))
+
+
+@purchases.command("resolve")
+@click.argument("purchase_id", type=click.IntRange(1))
+@click.option("--ordered", "order_id", metavar="ORDER_ID", help="The order is in Nivoda, with this id.")
+@click.option("--failed", "reason", metavar="REASON", help="No such order is in Nivoda: why it failed.")
+def purchases_resolve(purchase_id: int, order_id: str | None, reason: str | None) -> None:
+    """Settle a pending purchase as it stands in Nivoda: --ordered marks the stone SOLD, --failed frees it."""
+    import getpass
+    from datetime import UTC, datetime
+
+    from opus.api.services.purchases import Resolution, resolve_purchase
+
+    if (order_id is None) == (reason is None) or not (order_id or reason or "").strip():
+        raise click.UsageError("give exactly one of --ordered ORDER_ID and --failed REASON, not empty")
+    found = Resolution("ordered", order_id.strip()) if order_id is not None else Resolution("failed", str(reason))
+    with _database() as database:
+        row = resolve_purchase(database, purchase_id, found, by=f"cli:{getpass.getuser()}", now=datetime.now(UTC))
+    click.echo(json.dumps(row, default=str))
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=4000, show_default=True, type=int)

@@ -134,6 +134,12 @@ class Settings(BaseSettings):
         "messages come back this soon.",
     )
     queue_max_deliveries: int = Field(default=10, ge=1)
+    purchase_pending_alert_s: int = Field(
+        default=300, ge=30,
+        description="A purchase still waiting for the feed's answer after this long belongs to an API process that "
+        "died mid-order: housekeeping raises one `purchase_pending` alert for it, to be resolved by an admin after "
+        "checking Nivoda. Longer than an order can take (the feed client's timeout).",
+    )
     housekeeping_interval_s: float = Field(
         default=30.0, gt=0, description="How often a local runtime runs housekeeping while it consumes."
     )

@@ -20,6 +20,7 @@ from opus.api.errors import install_error_handlers
 from opus.api.openapi import build_openapi
 from opus.api.ratelimit import RateLimiter, SharedRateLimiter
 from opus.api.routers import analytics, diamonds, health, operations, orchestration, pricing_rules, triggers
+from opus.api.routers import purchases as purchase_records
 from opus.api.routes import ScopeTable
 from opus.api.schemas.common import error_responses
 from opus.api.security import Authenticator, AuthMiddleware, BodyLimits
@@ -115,6 +116,7 @@ def create_app(
             {"name": "diamonds", "description": "Search, read, hold, release, buy, set availability."},
             {"name": "analytics", "description": "Inventory summary, runs, suppliers, errors, alerts."},
             {"name": "triggers", "description": "Start and steer pipeline runs (admin)."},
+            {"name": "purchases", "description": "Purchases left pending by a dead process: list, resolve (admin)."},
             {"name": "pricing rules", "description": "Rules that price stones; changes reprice at once."},
             {"name": "operations", "description": "The calling credential; run history and pipeline state."},
         ],
@@ -123,7 +125,7 @@ def create_app(
     install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX, responses=error_responses(401, 403, 408, 413, 422, 429, 500))
-    for module in (diamonds, analytics, triggers, pricing_rules, operations, orchestration):
+    for module in (diamonds, purchase_records, analytics, triggers, pricing_rules, operations, orchestration):
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)

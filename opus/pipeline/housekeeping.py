@@ -23,6 +23,7 @@ from opus.ports import WORK_QUEUE
 
 logger = logging.getLogger(__name__)
 RUNS = Queries("runs")
+TRADING = Queries("api_trading")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +34,13 @@ class HousekeepingReport:
     revived_partitions: int = 0  # stalled partitions whose page was enqueued again
     revived_consolidations: list[str] = field(default_factory=list)  # silent consolidations restarted
     published: list[str] = field(default_factory=list)  # feeds whose watermark was published again
+    overdue_purchases: list[int] = field(default_factory=list)  # pending purchases alerted about
     pruned: int = 0  # finished messages the queue forgot
 
     @property
     def anything(self) -> bool:
         return bool(self.expired or self.abandoned or self.settled or self.revived_partitions
-                    or self.revived_consolidations or self.published or self.pruned)
+                    or self.revived_consolidations or self.published or self.overdue_purchases or self.pruned)
 
 
 @runtime_checkable
@@ -58,6 +60,7 @@ def run_housekeeping(deps: PipelineDeps) -> HousekeepingReport:
         revived_partitions=revive_stalled_partitions(deps),
         revived_consolidations=revive_stalled_consolidations(deps),
         published=republish_watermarks(deps),
+        overdue_purchases=alert_overdue_purchases(deps),
         pruned=prune_finished_messages(deps),  # last: the least urgent chore
     )
     if report.anything:
@@ -65,7 +68,7 @@ def run_housekeeping(deps: PipelineDeps) -> HousekeepingReport:
             "expired": len(report.expired), "abandoned": len(report.abandoned), "settled": len(report.settled),
             "revived_partitions": report.revived_partitions,
             "revived_consolidations": len(report.revived_consolidations), "published": len(report.published),
-            "pruned": report.pruned})
+            "overdue_purchases": len(report.overdue_purchases), "pruned": report.pruned})
     return report
 
 
@@ -136,3 +139,33 @@ def republish_watermarks(deps: PipelineDeps) -> list[str]:
         if (current is None or current < value) and publish_watermark(deps, feed, value):
             published.append(feed)
     return published
+
+
+def alert_overdue_purchases(deps: PipelineDeps) -> list[int]:
+    """One `purchase_pending` alert per purchase pending for longer than `PURCHASE_PENDING_ALERT_S`.
+
+    Its API process died before storing the feed's answer. Nothing here can settle it: Nivoda has no order
+    query and no idempotency key, so whether the order arrived is for an operator to check, and ordering again
+    could buy the stone twice. Each purchase is marked before its alert is raised, so that concurrent
+    housekeepers alert once; a crash between the two loses that alert, never the purchase, which
+    `opus purchases pending` still lists.
+    """
+    now = deps.clock.now()
+    before = now - timedelta(seconds=deps.settings.purchase_pending_alert_s)
+    with deps.db.transaction() as conn:
+        overdue = conn.execute(TRADING.mark_overdue_purchases_alerted, {"now": now, "before": before}).fetchall()
+    for row in overdue:
+        purchase_id = int(row["id"])
+        deps.alerts.raise_alert(
+            "purchase_pending",
+            f"Purchase {purchase_id} of diamond {row['diamond_id']} has waited for the feed's answer since "
+            f"{row['created_at'].isoformat()}: its API process died mid-order. Look in Nivoda for an order of offer "
+            f"{row['offer_id']} with customer order number {row['customer_order_number']!r}, then resolve it: "
+            f"`opus purchases resolve {purchase_id} --ordered ORDER_ID` or `--failed REASON` "
+            f"(or POST /api/v2/purchases/{purchase_id}/resolve).",
+            details={"purchase_id": purchase_id, "diamond_id": int(row["diamond_id"]),
+                     "offer_id": row["offer_id"], "supplier_stone_id": row["supplier_stone_id"],
+                     "customer_order_number": row["customer_order_number"],
+                     "requested_by": row["requested_by"], "created_at": row["created_at"].isoformat()},
+        )
+    return [int(row["id"]) for row in overdue]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from opus.api.schemas.common import Text
 from opus.domain.models import Availability
@@ -51,6 +52,59 @@ class PurchaseOut(BaseModel):
     idempotency_key: str = Field(description="The key the purchase was made with.")
     reference: str | None = Field(description="The reference given, if any.")
     placed_at: datetime = Field(description="When the feed confirmed the order.")
+
+
+Detail = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
+class ResolveOrdered(BaseModel):
+    """The order is in Nivoda: settle the purchase as placed, with the order's id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["ordered"] = Field(description="The order reached the feed.")
+    order_id: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+$")] = Field(
+        description="The order's id in Nivoda.")
+
+
+class ResolveFailed(BaseModel):
+    """No such order is in Nivoda: settle the purchase as failed, freeing the stone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["failed"] = Field(description="The order never reached the feed.")
+    reason: Detail = Field(description="What was checked, for the record and the key's answer.")
+
+
+PurchaseResolution = Annotated[ResolveOrdered | ResolveFailed, Field(discriminator="outcome")]
+
+
+class PurchaseRecord(BaseModel):
+    """A purchase as recorded in Opus's purchase history."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int = Field(description="Opus's id of the purchase record.")
+    diamond_id: int = Field(description="The stone.")
+    status: Literal["pending", "placed", "failed"] = Field(
+        description="`pending` until the feed's answer (or an admin's resolution) is recorded.")
+    feed_order_id: str | None = Field(description="The feed's order id, once placed.")
+    customer_order_number: str | None = Field(
+        description="What the order was sent to the feed with: the client's reference, else its Idempotency-Key. "
+        "Search Nivoda's orders for it.")
+    price: str | None = Field(description="Our selling price at the time of purchase, dollars.")
+    requested_by: str | None = Field(description="The credential that asked for it.")
+    reference: str | None = Field(description="The client's reference, if any.")
+    error: str | None = Field(description="Why it failed.")
+    created_at: datetime = Field(description="When it was asked for.")
+    completed_at: datetime | None = Field(description="When its outcome was recorded.")
+    alerted_at: datetime | None = Field(description="When housekeeping alerted that it was still pending.")
+    resolved_by: str | None = Field(description="The admin credential that resolved it by hand, if one did.")
+
+    @field_validator("price", mode="before")
+    @classmethod
+    def _money_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, Decimal) else value
 
 
 class AvailabilityIn(BaseModel):

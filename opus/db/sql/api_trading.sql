@@ -82,12 +82,36 @@ SELECT old.availability AS old_value FROM old
 SELECT * FROM purchase_history WHERE idempotency_key = %(key)s
 
 -- name: insert_pending_purchase
-INSERT INTO purchase_history (diamond_id, idempotency_key, status, price, requested_by, reference, created_at)
-VALUES (%(diamond_id)s, %(key)s, 'pending', %(price)s, %(requested_by)s, %(reference)s, %(now)s)
+INSERT INTO purchase_history (diamond_id, idempotency_key, status, price, requested_by, reference,
+                              customer_order_number, created_at)
+VALUES (%(diamond_id)s, %(key)s, 'pending', %(price)s, %(requested_by)s, %(reference)s,
+        %(customer_order_number)s, %(now)s)
 RETURNING id
 
 -- name: finish_purchase
+-- Only a purchase still pending is finished: one an operator resolved meanwhile keeps that resolution (and the
+-- answer its key gives), and no row comes back.
 UPDATE purchase_history
 SET status = %(status)s, feed_order_id = %(feed_order_id)s, error = %(error)s, completed_at = %(now)s,
-    response_status = %(response_status)s, response_body = %(response_body)s
-WHERE id = %(id)s
+    response_status = %(response_status)s, response_body = %(response_body)s, resolved_by = %(resolved_by)s
+WHERE id = %(id)s AND status = 'pending'
+RETURNING id
+
+-- name: purchase_by_id
+SELECT * FROM purchase_history WHERE id = %(id)s
+
+-- name: pending_purchases
+-- What an operator needs to find each one in Nivoda: the stone's offer and supplier ids, the customer order
+-- number sent, when it started.
+SELECT p.*, d.offer_id, d.supplier_stone_id
+FROM purchase_history p JOIN diamonds d ON d.id = p.diamond_id
+WHERE p.status = 'pending' AND p.created_at < %(before)s
+ORDER BY p.created_at, p.id
+
+-- name: mark_overdue_purchases_alerted
+-- Marked before the alert is raised, in one statement: two housekeepers at once alert each purchase once.
+UPDATE purchase_history p
+SET alerted_at = %(now)s
+FROM diamonds d
+WHERE d.id = p.diamond_id AND p.status = 'pending' AND p.alerted_at IS NULL AND p.created_at < %(before)s
+RETURNING p.*, d.offer_id, d.supplier_stone_id
