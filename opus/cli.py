@@ -82,6 +82,8 @@ def db_migrate() -> None:
               help="Request fault rate; KIND: 429 500 502 503 drop slow graphql_error truncate.")
 @click.option("--fault-every", multiple=True, metavar="KIND=N", help="The fault on every Nth request.")
 @click.option("--malformed", multiple=True, metavar="KIND=RATE", help="Malformed-record rate, per record.")
+@click.option("--malformed-stone", "malformed_stones", multiple=True, metavar="KIND=ID[,ID...]",
+              help="These stones' records carry the malformation on every fetch.")
 @click.option("--fail-next", help="Exact outcomes of the next requests, e.g. 429,500,drop.")
 @click.option("--short-pages", type=click.FloatRange(0, 1), help="Rate of short pages mid-range.")
 @click.option("--rows-past-count", type=click.FloatRange(0, 0.9), help="Further share of stones counts leave out.")
@@ -94,16 +96,17 @@ def sandbox(host: str, port: int, diamonds: int, seed: int, token_ttl: float, pr
             latency_sigma: float | None, latency_cap_ms: float | None, throttle_rps: float | None,
             staging: bool | None, hold_expiry: bool | None, no_hold_suppliers: float | None,
             fault_rates: tuple[str, ...], fault_every: tuple[str, ...], malformed: tuple[str, ...],
-            fail_next: str | None, short_pages: float | None, rows_past_count: float | None,
-            slow_ms: int | None, retry_after: int | None, token_max_requests: int | None,
-            token_max_age: float | None) -> None:
+            malformed_stones: tuple[str, ...], fail_next: str | None, short_pages: float | None,
+            rows_past_count: float | None, slow_ms: int | None, retry_after: int | None,
+            token_max_requests: int | None, token_max_age: float | None) -> None:
     """Serve the Nivoda sandbox: a local GraphQL stand-in for the Nivoda API."""
     from opus.sandbox.options import build_config, fault_flags
     from opus.sandbox.server import serve
 
     try:
-        faults = fault_flags(fault_rates, fault_every, malformed, fail_next, short_page_rate=short_pages,
-                             rows_past_count=rows_past_count, slow_ms=slow_ms, retry_after_s=retry_after,
+        faults = fault_flags(fault_rates, fault_every, malformed, fail_next, malformed_stones=malformed_stones,
+                             short_page_rate=short_pages, rows_past_count=rows_past_count, slow_ms=slow_ms,
+                             retry_after_s=retry_after,
                              token_max_requests=token_max_requests, token_max_age_s=token_max_age)
         config = build_config(
             production_like, realistic,
