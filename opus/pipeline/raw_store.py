@@ -18,6 +18,7 @@ from opus.ports import JSON
 logger = logging.getLogger(__name__)
 RAW = Queries("raw")
 RUNS = Queries("runs")
+CONSOLIDATE = Queries("consolidate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +138,29 @@ def _upsert_items(conn: Connection, run_id: str, feed: str, items: list[JSON], *
     ).rowcount
     if full_run:
         conn.execute(RAW.mark_seen, {"run_id": run_id, "feed": feed, "stone_ids": stone_ids})
-    for skip in skipped:
-        conn.execute(
-            RUNS.insert_error,
-            {"run_id": run_id, "feed": feed, "source": "worker", "supplier_stone_id": skip.stone_id,
-             "field": skip.field, "message": skip.message, "payload": Jsonb(_storable_copy(skip.record))},
-        )
     if skipped:
-        # Counted with the mapping errors: the run's summary reports every record it could not use.
-        conn.execute(RUNS.count_consolidated, {"run_id": run_id, "consolidated": 0, "errors": len(skipped)})
-        logger.warning("records skipped", extra={"run_id": run_id, "count": len(skipped)})
+        _record_skipped(conn, run_id, feed, skipped, full_run=full_run)
     return written
+
+
+def _record_skipped(conn: Connection, run_id: str, feed: str, skipped: list[_Skipped], *, full_run: bool) -> None:
+    """Log what could not be stored. A known stone the feed listed with an unstorable record keeps its last good
+    data, marked stale as for a mapping failure; in a full run it counts as seen, or it would be a deletion
+    candidate whose lookup is skipped in turn, asked about again and again."""
+    unstorable = {s.stone_id: s.message for s in skipped if s.stone_id is not None}
+    if unstorable:
+        stone_ids = sorted(unstorable)
+        # The diamond first, then the raw row: the consolidator writes a batch in that order.
+        conn.execute(CONSOLIDATE.mark_record_errors,
+                     {"feed": feed, "stone_ids": stone_ids, "messages": [unstorable[s] for s in stone_ids]})
+        if full_run:
+            conn.execute(RAW.mark_seen_unstorable, {"run_id": run_id, "feed": feed, "stone_ids": stone_ids})
+    logged = sum(conn.execute(
+        RAW.log_skipped_record,
+        {"run_id": run_id, "feed": feed, "supplier_stone_id": skip.stone_id, "field": skip.field,
+         "message": skip.message, "payload": Jsonb(_storable_copy(skip.record))},
+    ).rowcount for skip in skipped)
+    if logged:
+        # Counted with the mapping errors: the run's summary reports every record it could not use, once.
+        conn.execute(RUNS.count_consolidated, {"run_id": run_id, "consolidated": 0, "errors": logged})
+        logger.warning("records skipped", extra={"run_id": run_id, "count": logged})
