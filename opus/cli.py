@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -15,6 +15,9 @@ from opus.config import Settings, load_settings
 from opus.domain.models import RunType
 from opus.errors import OpusError
 from opus.logs import ExtraFormatter
+
+if TYPE_CHECKING:
+    from opus.pipeline.deps import PipelineDeps
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -209,8 +212,35 @@ def consolidate(run_id: str, force: bool) -> None:
     from opus.pipeline.consolidator import consolidate_run
 
     with _runtime(_settings()) as runtime:
+        _refuse_unless_consolidatable(runtime.deps, run_id, force=force)
         status = consolidate_run(runtime.deps, run_id, force=force)
     click.echo(json.dumps({"run_id": run_id, "status": status}))
+
+
+def _refuse_unless_consolidatable(deps: PipelineDeps, run_id: str, *, force: bool) -> None:
+    """A run that would leave `opus consolidate` with nothing to do is refused, saying what to do instead: exiting 0
+    with the run's status looked like success to an operator whose run was stuck."""
+    import uuid
+
+    from opus.domain.models import RunStatus
+    from opus.errors import ConflictError, NotFoundError
+    from opus.pipeline.runs import get_run
+
+    try:
+        uuid.UUID(run_id)
+    except ValueError:
+        raise NotFoundError(f"no run {run_id!r}") from None
+    run = get_run(deps, run_id)
+    if run is None:
+        raise NotFoundError(f"no run {run_id!r}")
+    status = run["status"]
+    if status == RunStatus.PLANNING:
+        raise ConflictError(
+            f"run {run_id} is planning: it has fetched nothing to consolidate. `opus run --{run['run_type']}` "
+            f"resumes it (a dead planner's run is taken over), `opus runs cancel {run_id}` cancels it")
+    if status != RunStatus.CONSOLIDATING and not force:
+        raise ConflictError(
+            f"run {run_id} is {status}: it is not consolidating. `--force` consolidates what it has fetched")
 
 
 @main.command()
