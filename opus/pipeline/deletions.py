@@ -37,7 +37,7 @@ PARALLEL_LOOKUPS = 4  # requests in flight; the client's rate limiter still spac
 
 @dataclass(frozen=True, slots=True)
 class ConfirmStep:
-    still_listed: int  # candidates the feed still lists: stored, to be consolidated before the run closes
+    still_listed: int  # candidates the feed still lists and that were stored: to consolidate before the run closes
     gone: int  # candidates the feed confirmed gone
     more: bool  # candidates left to ask about (the slice ran out of time)
 
@@ -63,14 +63,15 @@ def confirm_unseen(deps: PipelineDeps, run: dict[str, Any], deadline: float) -> 
             break
         after = candidates[-1]
         listed = still_listed(deps, candidates, filters=feed_query_of(run))
-        if listed:
-            store_items(deps.db, run_id, feed, listed, full_run=True)
+        # Only what was stored needs a consolidation: a record that could not be stored was marked instead, and
+        # another slice for it would ask about it again.
+        stored = store_items(deps.db, run_id, feed, listed, full_run=True) if listed else 0
         listed_ids = {stone_id_of(item) for item in listed}
         gone = [c for c in candidates if c not in listed_ids]
         with deps.db.transaction() as conn:
             conn.execute(RAW.record_confirmed_gone, {"run_id": run_id, "feed": feed, "stone_ids": gone})
             conn.execute(RUNS.count_checked_candidates, {"run_id": run_id, "checked": len(candidates)})
-        listed_total += len(listed)
+        listed_total += stored
         gone_total += len(gone)
         budget -= len(candidates)
     if listed_total or gone_total:

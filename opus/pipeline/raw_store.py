@@ -91,7 +91,7 @@ def store_page(db: Database, page: RawPage) -> bool:
     guard). Records without a stone id cannot be keyed: they go to `error_logs` and the rest are stored.
     """
     with db.transaction() as conn:
-        written = _upsert_items(conn, page.run_id, page.feed, page.items, full_run=page.full_run)
+        written, _stored = _upsert_items(conn, page.run_id, page.feed, page.items, full_run=page.full_run)
         advanced = conn.execute(
             RUNS.advance_partition,
             {"run_id": page.run_id, "partition": page.partition, "offset": page.offset,
@@ -103,9 +103,10 @@ def store_page(db: Database, page: RawPage) -> bool:
 
 
 def store_items(db: Database, run_id: str, feed: str, items: list[JSON], *, full_run: bool) -> int:
-    """Upsert records fetched outside any partition (e.g. stones confirmed one by one); returns rows written."""
+    """Upsert records fetched outside any partition (e.g. stones confirmed one by one); returns how many were
+    stored, changed or not (the others were logged and skipped)."""
     with db.transaction() as conn:
-        return _upsert_items(conn, run_id, feed, items, full_run=full_run)
+        return _upsert_items(conn, run_id, feed, items, full_run=full_run)[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,8 @@ class _Skipped:
     message: str
 
 
-def _upsert_items(conn: Connection, run_id: str, feed: str, items: list[JSON], *, full_run: bool) -> int:
+def _upsert_items(conn: Connection, run_id: str, feed: str, items: list[JSON], *, full_run: bool) -> tuple[int, int]:
+    """Rows written (their payload changed), and stones stored (written or unchanged)."""
     rows: dict[str, tuple[JSON, str]] = {}
     skipped: list[_Skipped] = []
     for item in items:
@@ -140,7 +142,7 @@ def _upsert_items(conn: Connection, run_id: str, feed: str, items: list[JSON], *
         conn.execute(RAW.mark_seen, {"run_id": run_id, "feed": feed, "stone_ids": stone_ids})
     if skipped:
         _record_skipped(conn, run_id, feed, skipped, full_run=full_run)
-    return written
+    return written, len(stone_ids)
 
 
 def _record_skipped(conn: Connection, run_id: str, feed: str, skipped: list[_Skipped], *, full_run: bool) -> None:

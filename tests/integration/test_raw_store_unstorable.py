@@ -110,3 +110,13 @@ def test_a_live_stone_whose_record_stays_unstorable_is_kept_marked_and_counted_o
                 sb.inventory.faults.configure()
                 assert run_once(rt, RunType.FULL, workers=2, poll_s=0.05)["status"] == "completed"
                 assert client.get("/api/v2/analytics/summary", headers=read).json()["stale_records"] == 0
+            # A listed stone that cannot even be marked seen (its raw row went with a deleted failed run) is asked
+            # about once, not until the limit; it stays live, reported as unconfirmed.
+            with db.transaction() as conn:
+                conn.execute("DELETE FROM raw_diamonds_nivoda WHERE supplier_stone_id = %s", (stone,))
+            sb.inventory.faults.configure(malformed_stones={"nul_in_text": [stone]})
+            last = run_once(rt, RunType.FULL, workers=2, poll_s=0.05)
+            assert last["status"] == "completed", last
+            assert _one(db, "SELECT errors, candidates_checked, unconfirmed FROM run_metadata WHERE run_id = %s",
+                        last["run_id"]) == {"errors": 1, "candidates_checked": 1, "unconfirmed": 1}
+            assert _one(db, "SELECT status FROM diamonds WHERE supplier_stone_id = %s", stone) == {"status": "active"}
