@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -14,6 +14,9 @@ from opus.config import Settings, load_settings
 from opus.domain.models import RunType
 from opus.errors import OpusError
 from opus.logs import configure_logging
+
+if TYPE_CHECKING:
+    from opus.pipeline.deps import PipelineDeps
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,6 +119,8 @@ def purchases_resolve(purchase_id: int, order_id: str | None, reason: str | None
               help="Request fault rate; KIND: 429 500 502 503 drop slow graphql_error truncate.")
 @click.option("--fault-every", multiple=True, metavar="KIND=N", help="The fault on every Nth request.")
 @click.option("--malformed", multiple=True, metavar="KIND=RATE", help="Malformed-record rate, per record.")
+@click.option("--malformed-stone", "malformed_stones", multiple=True, metavar="KIND=ID[,ID...]",
+              help="These stones' records carry the malformation on every fetch.")
 @click.option("--fail-next", help="Exact outcomes of the next requests, e.g. 429,500,drop.")
 @click.option("--short-pages", type=click.FloatRange(0, 1), help="Rate of short pages mid-range.")
 @click.option("--rows-past-count", type=click.FloatRange(0, 0.9), help="Further share of stones counts leave out.")
@@ -128,16 +133,17 @@ def sandbox(host: str, port: int, diamonds: int, seed: int, token_ttl: float, pr
             latency_sigma: float | None, latency_cap_ms: float | None, throttle_rps: float | None,
             staging: bool | None, hold_expiry: bool | None, no_hold_suppliers: float | None,
             fault_rates: tuple[str, ...], fault_every: tuple[str, ...], malformed: tuple[str, ...],
-            fail_next: str | None, short_pages: float | None, rows_past_count: float | None,
-            slow_ms: int | None, retry_after: int | None, token_max_requests: int | None,
-            token_max_age: float | None) -> None:
+            malformed_stones: tuple[str, ...], fail_next: str | None, short_pages: float | None,
+            rows_past_count: float | None, slow_ms: int | None, retry_after: int | None,
+            token_max_requests: int | None, token_max_age: float | None) -> None:
     """Serve the Nivoda sandbox: a local GraphQL stand-in for the Nivoda API."""
     from opus.sandbox.options import build_config, fault_flags
     from opus.sandbox.server import serve
 
     try:
-        faults = fault_flags(fault_rates, fault_every, malformed, fail_next, short_page_rate=short_pages,
-                             rows_past_count=rows_past_count, slow_ms=slow_ms, retry_after_s=retry_after,
+        faults = fault_flags(fault_rates, fault_every, malformed, fail_next, malformed_stones=malformed_stones,
+                             short_page_rate=short_pages, rows_past_count=rows_past_count, slow_ms=slow_ms,
+                             retry_after_s=retry_after,
                              token_max_requests=token_max_requests, token_max_age_s=token_max_age)
         config = build_config(
             production_like, realistic,
@@ -240,8 +246,35 @@ def consolidate(run_id: str, force: bool) -> None:
     from opus.pipeline.consolidator import consolidate_run
 
     with _runtime(_settings()) as runtime:
+        _refuse_unless_consolidatable(runtime.deps, run_id, force=force)
         status = consolidate_run(runtime.deps, run_id, force=force)
     click.echo(json.dumps({"run_id": run_id, "status": status}))
+
+
+def _refuse_unless_consolidatable(deps: PipelineDeps, run_id: str, *, force: bool) -> None:
+    """A run that would leave `opus consolidate` with nothing to do is refused, saying what to do instead: exiting 0
+    with the run's status looked like success to an operator whose run was stuck."""
+    import uuid
+
+    from opus.domain.models import RunStatus
+    from opus.errors import ConflictError, NotFoundError
+    from opus.pipeline.runs import get_run
+
+    try:
+        uuid.UUID(run_id)
+    except ValueError:
+        raise NotFoundError(f"no run {run_id!r}") from None
+    run = get_run(deps, run_id)
+    if run is None:
+        raise NotFoundError(f"no run {run_id!r}")
+    status = run["status"]
+    if status == RunStatus.PLANNING:
+        raise ConflictError(
+            f"run {run_id} is planning: it has fetched nothing to consolidate. `opus run --{run['run_type']}` "
+            f"resumes it (a dead planner's run is taken over), `opus runs cancel {run_id}` cancels it")
+    if status != RunStatus.CONSOLIDATING and not force:
+        raise ConflictError(
+            f"run {run_id} is {status}: it is not consolidating. `--force` consolidates what it has fetched")
 
 
 @main.command()

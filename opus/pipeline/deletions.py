@@ -4,9 +4,10 @@ Paging by offset is not a snapshot. A stone repriced while the run pages moves p
 and drops out of the listing; every stone after it shifts back one place and the next page skips one. So "not
 seen" proves nothing. Each candidate is looked up with the feed's listing itself, by id and without the `updated`
 bound (`ids` filter, 50 to a page, paged until an empty page because short pages happen mid-range). A stone the
-listing returns is stored as seen and consolidated; only a stone it does not return is recorded as confirmed gone,
-and only those are soft-deleted. Beyond `DELETE_CONFIRM_LIMIT` candidates per run nothing more is asked: the rest
-stay live and are reported, never deleted on inference.
+listing returns is stored as seen and consolidated (or, when its record cannot be stored, marked seen and stale);
+only a stone it does not return is recorded as confirmed gone, and only those are soft-deleted. Beyond
+`DELETE_CONFIRM_LIMIT` candidates per run nothing more is asked: the rest stay live and are reported, never deleted
+on inference.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ PARALLEL_LOOKUPS = 4  # requests in flight; the client's rate limiter still spac
 
 @dataclass(frozen=True, slots=True)
 class ConfirmStep:
-    still_listed: int  # candidates the feed still lists: stored, to be consolidated before the run closes
+    still_listed: int  # candidates the feed still lists and that were stored: to consolidate before the run closes
     gone: int  # candidates the feed confirmed gone
     more: bool  # candidates left to ask about (the slice ran out of time)
 
@@ -50,23 +51,27 @@ def confirm_unseen(deps: PipelineDeps, run: dict[str, Any], deadline: float) -> 
             conn.execute(RAW.analyze_for_deletions)
     budget = deps.settings.delete_confirm_limit - checked
     listed_total = gone_total = 0
+    after = ""  # candidates come in stone id order: each is asked about once per slice
     while budget > 0:
         if time.monotonic() >= deadline:
             return ConfirmStep(listed_total, gone_total, more=True)
         with deps.db.connection() as conn:
             candidates = [str(r["supplier_stone_id"]) for r in conn.execute(
-                RAW.unchecked_candidates, {"run_id": run_id, "feed": feed, "limit": min(budget, CHUNK)})]
+                RAW.unchecked_candidates,
+                {"run_id": run_id, "feed": feed, "after": after, "limit": min(budget, CHUNK)})]
         if not candidates:
             break
+        after = candidates[-1]
         listed = still_listed(deps, candidates, filters=feed_query_of(run))
-        if listed:
-            store_items(deps.db, run_id, feed, listed, full_run=True)
+        # Only what was stored needs a consolidation: a record that could not be stored was marked instead, and
+        # another slice for it would ask about it again.
+        stored = store_items(deps.db, run_id, feed, listed, full_run=True) if listed else 0
         listed_ids = {stone_id_of(item) for item in listed}
         gone = [c for c in candidates if c not in listed_ids]
         with deps.db.transaction() as conn:
             conn.execute(RAW.record_confirmed_gone, {"run_id": run_id, "feed": feed, "stone_ids": gone})
             conn.execute(RUNS.count_checked_candidates, {"run_id": run_id, "checked": len(candidates)})
-        listed_total += len(listed)
+        listed_total += stored
         gone_total += len(gone)
         budget -= len(candidates)
     if listed_total or gone_total:

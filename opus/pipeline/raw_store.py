@@ -18,6 +18,7 @@ from opus.ports import JSON
 logger = logging.getLogger(__name__)
 RAW = Queries("raw")
 RUNS = Queries("runs")
+CONSOLIDATE = Queries("consolidate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ def store_page(db: Database, page: RawPage) -> int | None:
     guard). Records without a stone id cannot be keyed: they go to `error_logs` and the rest are stored.
     """
     with db.transaction() as conn:
-        written = _upsert_items(conn, page.run_id, page.feed, page.items, full_run=page.full_run)
+        written, _stored = _upsert_items(conn, page.run_id, page.feed, page.items, full_run=page.full_run)
         advanced = conn.execute(
             RUNS.advance_partition,
             {"run_id": page.run_id, "partition": page.partition, "offset": page.offset,
@@ -102,9 +103,10 @@ def store_page(db: Database, page: RawPage) -> int | None:
 
 
 def store_items(db: Database, run_id: str, feed: str, items: list[JSON], *, full_run: bool) -> int:
-    """Upsert records fetched outside any partition (e.g. stones confirmed one by one); returns rows written."""
+    """Upsert records fetched outside any partition (e.g. stones confirmed one by one); returns how many were
+    stored, changed or not (the others were logged and skipped)."""
     with db.transaction() as conn:
-        return _upsert_items(conn, run_id, feed, items, full_run=full_run)
+        return _upsert_items(conn, run_id, feed, items, full_run=full_run)[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +117,8 @@ class _Skipped:
     message: str
 
 
-def _upsert_items(conn: Connection, run_id: str, feed: str, items: list[JSON], *, full_run: bool) -> int:
+def _upsert_items(conn: Connection, run_id: str, feed: str, items: list[JSON], *, full_run: bool) -> tuple[int, int]:
+    """Rows written (their payload changed), and stones stored (written or unchanged)."""
     rows: dict[str, tuple[JSON, str]] = {}
     skipped: list[_Skipped] = []
     for item in items:
@@ -137,14 +140,29 @@ def _upsert_items(conn: Connection, run_id: str, feed: str, items: list[JSON], *
     ).rowcount
     if full_run:
         conn.execute(RAW.mark_seen, {"run_id": run_id, "feed": feed, "stone_ids": stone_ids})
-    for skip in skipped:
-        conn.execute(
-            RUNS.insert_error,
-            {"run_id": run_id, "feed": feed, "source": "worker", "supplier_stone_id": skip.stone_id,
-             "field": skip.field, "message": skip.message, "payload": Jsonb(_storable_copy(skip.record))},
-        )
     if skipped:
-        # Counted with the mapping errors: the run's summary reports every record it could not use.
-        conn.execute(RUNS.count_consolidated, {"run_id": run_id, "consolidated": 0, "errors": len(skipped)})
-        logger.warning("records skipped", extra={"run_id": run_id, "count": len(skipped)})
-    return written
+        _record_skipped(conn, run_id, feed, skipped, full_run=full_run)
+    return written, len(stone_ids)
+
+
+def _record_skipped(conn: Connection, run_id: str, feed: str, skipped: list[_Skipped], *, full_run: bool) -> None:
+    """Log what could not be stored. A known stone the feed listed with an unstorable record keeps its last good
+    data, marked stale as for a mapping failure; in a full run it counts as seen, or it would be a deletion
+    candidate whose lookup is skipped in turn, asked about again and again."""
+    unstorable = {s.stone_id: s.message for s in skipped if s.stone_id is not None}
+    if unstorable:
+        stone_ids = sorted(unstorable)
+        # The diamond first, then the raw row: the consolidator writes a batch in that order.
+        conn.execute(CONSOLIDATE.mark_record_errors,
+                     {"feed": feed, "stone_ids": stone_ids, "messages": [unstorable[s] for s in stone_ids]})
+        if full_run:
+            conn.execute(RAW.mark_seen_unstorable, {"run_id": run_id, "feed": feed, "stone_ids": stone_ids})
+    logged = sum(conn.execute(
+        RAW.log_skipped_record,
+        {"run_id": run_id, "feed": feed, "supplier_stone_id": skip.stone_id, "field": skip.field,
+         "message": skip.message, "payload": Jsonb(_storable_copy(skip.record))},
+    ).rowcount for skip in skipped)
+    if logged:
+        # Counted with the mapping errors: the run's summary reports every record it could not use, once.
+        conn.execute(RUNS.count_consolidated, {"run_id": run_id, "consolidated": 0, "errors": logged})
+        logger.warning("records skipped", extra={"run_id": run_id, "count": logged})

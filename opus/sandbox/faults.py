@@ -2,8 +2,9 @@
 
 Each request-level fault kind has a rate (a seeded draw per request, so a failing test can be replayed)
 and a schedule (`every_<kind>`: every Nth request); `fail_next` is a queue of exact outcomes, HTTP
-statuses or kind names, for tests that need a precise sequence. Record-level faults (`malformed`) are
-applied to the response body after GraphQL execution, by `opus.sandbox.malform`.
+statuses or kind names, for tests that need a precise sequence. Record-level faults are applied to the response
+body after GraphQL execution, by `opus.sandbox.malform`: `malformed` at a seeded rate per record (a retry may
+heal), `malformed_stones` to the named stones on every fetch (a supplier whose record stays broken).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class FaultSettings:
     short_page_rate: float = 0.0
     rows_past_count: float = 0.0  # a further fraction of stones that counts leave out (pitfall 3)
     malformed: dict[str, float] = field(default_factory=dict)
+    malformed_stones: dict[str, tuple[str, ...]] = field(default_factory=dict)  # kind: stone ids, every fetch
     token_max_requests: int | None = None  # a token stops working after this many requests ...
     token_max_age_s: float | None = None  # ... or this many seconds, well before its `expires`
 
@@ -46,7 +48,8 @@ class FaultSettings:
         out: dict[str, Any] = {f"rate_{k}": self.rates.get(k, 0.0) for k in REQUEST_KINDS}
         out |= {f"every_{k}": self.every.get(k) for k in REQUEST_KINDS}
         out |= {name: getattr(self, name) for name in _SCALARS}
-        out |= {"fail_next": list(self.fail_next), "malformed": dict(self.malformed)}
+        out |= {"fail_next": list(self.fail_next), "malformed": dict(self.malformed),
+                "malformed_stones": {k: list(v) for k, v in self.malformed_stones.items()}}
         return out
 
 
@@ -78,6 +81,8 @@ def parse_settings(body: Mapping[str, Any]) -> tuple[FaultSettings, int | None]:
             s.fail_next = _fail_next(value)
         elif name == "malformed":
             s.malformed = _malformed(value)
+        elif name == "malformed_stones":
+            s.malformed_stones = _malformed_stones(value)
         elif name in _SCALARS:
             kind, lo, hi = _SCALARS[name]
             setattr(s, name, _int(name, value, lo, hi) if kind is int else _float(name, value, lo, hi))
@@ -120,10 +125,26 @@ def _fail_next(value: Any) -> list[int | str]:
 def _malformed(value: Any) -> dict[str, float]:
     if not isinstance(value, Mapping):
         raise ValueError("malformed must be an object of kind: rate")
+    _known_kinds(value, "malformed")
+    return {k: _float(f"malformed.{k}", v, 0.0, 1.0) for k, v in value.items()}
+
+
+def _malformed_stones(value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, Mapping):
+        raise ValueError("malformed_stones must be an object of kind: [stone id, ...]")
+    _known_kinds(value, "malformed_stones")
+    out = {}
+    for kind, ids in value.items():
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            raise ValueError(f"malformed_stones.{kind} must be a list of stone ids")
+        out[kind] = tuple(ids)
+    return out
+
+
+def _known_kinds(value: Mapping[str, Any], name: str) -> None:
     unknown = set(value) - set(MALFORM_KINDS)
     if unknown:
-        raise ValueError(f"unknown malformed kind(s): {', '.join(sorted(unknown))}; known: {', '.join(MALFORM_KINDS)}")
-    return {k: _float(f"malformed.{k}", v, 0.0, 1.0) for k, v in value.items()}
+        raise ValueError(f"unknown {name} kind(s): {', '.join(sorted(unknown))}; known: {', '.join(MALFORM_KINDS)}")
 
 
 def _outcome(entry: int | str) -> RequestFault:

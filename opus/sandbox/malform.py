@@ -132,3 +132,16 @@ def malform(body: dict[str, Any], rates: dict[str, float], rng: random.Random) -
             if rate and rng.random() < rate and MALFORM_KINDS[kind](item):
                 damaged[kind] += 1
     return damaged
+
+
+def malform_stones(body: dict[str, Any], stones: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """Damage the items of the named stones (`diamond.id`) in place, every time: kind -> stone ids. Returns how many
+    of each were damaged."""
+    damaged = dict.fromkeys(stones, 0)
+    wanted = {kind: set(ids) for kind, ids in stones.items()}
+    for item in _items(body.get("data")):
+        stone_id = _diamond(item).get("id")
+        for kind, ids in wanted.items():
+            if stone_id in ids and MALFORM_KINDS[kind](item):
+                damaged[kind] += 1
+    return damaged

@@ -29,8 +29,10 @@ def _number(text: str, flag: str) -> float:
 
 
 def fault_flags(rates: Iterable[str] = (), every: Iterable[str] = (), malformed: Iterable[str] = (),
-                fail_next: str | None = None, **scalars: float | None) -> dict[str, Any]:
-    """The admin-shaped fault configuration the fault flags describe (only what was given)."""
+                fail_next: str | None = None, *, malformed_stones: Iterable[str] = (),
+                **scalars: float | None) -> dict[str, Any]:
+    """The admin-shaped fault configuration the fault flags describe (only what was given).
+    `malformed_stones` takes KIND=ID[,ID...], and a kind given twice gathers its ids."""
     out: dict[str, Any] = {}
     for kind, value in _pairs(rates, "--fault").items():
         if kind not in REQUEST_KINDS:
@@ -42,6 +44,12 @@ def fault_flags(rates: Iterable[str] = (), every: Iterable[str] = (), malformed:
         out[f"every_{kind}"] = int(_number(value, "--fault-every"))
     if malformed:
         out["malformed"] = {k: _number(v, "--malformed") for k, v in _pairs(malformed, "--malformed").items()}
+    stones: dict[str, list[str]] = {}
+    for value in malformed_stones:
+        kind, ids = next(iter(_pairs([value], "--malformed-stone").items()))
+        stones.setdefault(kind, []).extend(i.strip() for i in ids.split(",") if i.strip())
+    if stones:
+        out["malformed_stones"] = stones
     if fail_next:
         out["fail_next"] = [int(e) if e.strip().isdigit() else e.strip() for e in fail_next.split(",")]
     out |= {name: value for name, value in scalars.items() if value is not None}

@@ -26,7 +26,7 @@ from opus.sandbox.admin import admin_routes
 from opus.sandbox.auth import TokenStore
 from opus.sandbox.config import SandboxConfig
 from opus.sandbox.inventory import Inventory
-from opus.sandbox.malform import malform
+from opus.sandbox.malform import malform, malform_stones
 from opus.sandbox.resolvers import GraphQLExecutor, RequestContext
 from opus.sandbox.traffic import LatencySampler, Traffic, retry_after_header
 
@@ -127,9 +127,12 @@ class GraphQLEndpoint:
     def _answer(self, source: str, variables: dict[str, Any] | None, operation: str | None,
                 context: RequestContext, staging: bool) -> bytes:
         result = self.executor.execute(source, variables, operation, context, staging=staging)
-        rng = self.inventory.faults.malform_rng()
+        faults = self.inventory.faults
+        rng = faults.malform_rng()
         if rng is not None:
-            malform(result, self.inventory.faults.settings.malformed, rng)
+            malform(result, faults.settings.malformed, rng)
+        if faults.settings.malformed_stones:
+            malform_stones(result, faults.settings.malformed_stones)
         return _json_bytes(result)
 
 

@@ -1,4 +1,5 @@
-"""The `opus` command line against a real PostgreSQL and the sandbox: migrate, keys, run --json, openapi."""
+"""The `opus` command line against a real PostgreSQL and the sandbox: migrate, keys, run --json, openapi, cancelling
+a run, and the refusals an operator sees (one `error:` line, exit 2)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from click.testing import CliRunner
 
 from opus.cli import main
 from opus.db.pool import Database
+from opus.errors import ConflictError
 from opus.sandbox.runner import RunningSandbox, run_sandbox
 
 
@@ -96,3 +100,66 @@ def test_a_bad_setting_stops_the_command_with_its_name() -> None:
     assert result.returncode == 2
     assert "WORKER_PAGE_SIZE" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _planning_run(db: Database) -> str:
+    """A run whose planner is alive elsewhere (a fresh heartbeat): it holds its feed until it ends or is cancelled."""
+    run_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    with db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO run_metadata (run_id, feed, run_type, status, updated_to, deadline_at, planner, heartbeat_at)"
+            " VALUES (%s, 'nivoda', 'full', 'planning', %s, %s, 'elsewhere', %s)",
+            (run_id, now, now + timedelta(hours=6), now))
+    return run_id
+
+
+def _opus(database_url: str, sandbox: RunningSandbox, *args: str) -> subprocess.CompletedProcess[str]:
+    """`opus ARGS` as a process: refusals are reported by the entry point, which a CliRunner skips."""
+    env = os.environ | {"DATABASE_URL": database_url, "NIVODA_ENDPOINT": sandbox.endpoint}
+    return subprocess.run([sys.executable, "-m", "opus", *args], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def _status(db: Database, run_id: str) -> str:
+    with db.connection() as conn:
+        row = conn.execute("SELECT status FROM run_metadata WHERE run_id = %s", (run_id,)).fetchone()
+    assert row is not None
+    return str(row["status"])
+
+
+def test_runs_cancel_frees_the_feed_and_refuses_a_run_that_is_not_active(
+    cli_env: CliRunner, db: Database, database_url: str, sandbox: RunningSandbox
+) -> None:
+    run_id = _planning_run(db)
+    blocked = cli_env.invoke(main, ["schedule", "--full"])
+    assert isinstance(blocked.exception, ConflictError), "the planning run holds the feed"
+    cancelled = cli_env.invoke(main, ["runs", "cancel", run_id])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert json.loads(cancelled.stdout.strip().splitlines()[-1]) == {"run_id": run_id, "status": "failed",
+                                                                     "cancelled": True}
+    assert _status(db, run_id) == "failed"
+    started = cli_env.invoke(main, ["schedule", "--full"])
+    assert started.exit_code == 0, started.output
+    assert json.loads(started.stdout.strip().splitlines()[-1])["partitions"] > 0, "a following run starts"
+    again = _opus(database_url, sandbox, "runs", "cancel", run_id)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1] == (
+        f"error: run {run_id} is failed; only an active run can be cancelled")
+    not_due = _opus(database_url, sandbox, "consolidate", "--run", run_id)
+    assert not_due.returncode == 2
+    assert not_due.stderr.strip().splitlines()[-1].endswith("`--force` consolidates what it has fetched")
+
+
+def test_consolidating_a_planning_run_is_refused_saying_what_to_do(
+    db: Database, database_url: str, sandbox: RunningSandbox
+) -> None:
+    run_id = _planning_run(db)
+    refused = _opus(database_url, sandbox, "consolidate", "--run", run_id, "--force")
+    assert refused.returncode == 2, refused.stdout
+    line = refused.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: run {run_id} is planning")
+    assert "opus run --full" in line
+    assert f"opus runs cancel {run_id}" in line
+    assert "Traceback" not in refused.stderr
+    assert _status(db, run_id) == "planning", "nothing was done to it"

@@ -1,5 +1,6 @@
 """Recovery after SIGKILL, with real processes: how long a dead worker's partitions and a dead planner's run stay
-stuck (issue 7: 337-346 s and six hours before; now seconds and minutes), with default settings where it matters."""
+stuck (issue 7: 337-346 s and six hours before; now seconds and minutes), and `opus run` resuming a run killed while
+it fetched, with default settings where it matters."""
 
 from __future__ import annotations
 
@@ -122,3 +123,50 @@ def test_a_run_killed_while_planning_frees_its_feed_within_minutes(
     assert took < 180, f"the next run completed {took:.0f} s after the kill"
     statuses = sorted(r["status"] for r in rows(db, "SELECT status FROM run_metadata"))
     assert statuses == ["completed"], "the killed run was resumed, not left behind"
+
+
+def test_opus_run_resumes_a_run_killed_while_fetching(db: Database, database_url: str, sandbox: RunningSandbox) -> None:
+    env = environment(database_url, sandbox)  # the default lock (QUEUE_VISIBILITY_TIMEOUT_S) is what is tested
+    sandbox.inventory.faults.configure(latency_ms=700)  # every page is in flight for a while
+    first = subprocess.Popen([*OPUS, "run", "--full"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def fetching() -> bool:
+            runs = rows(db, "SELECT run_id FROM run_metadata WHERE status = 'running'")
+            return bool(runs) and all(pages >= 1 for _s, pages in progress(db, str(runs[0]["run_id"])).values())
+
+        wait_for(fetching, 60, "every partition of the run stored a page")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    [killed] = rows(db, "SELECT run_id, status FROM run_metadata")
+    run_id = str(killed["run_id"])
+    assert killed["status"] == "running", "killed mid-fetch"
+    at_kill = progress(db, run_id)
+    assert any(status not in ("succeeded", "failed") for status, _pages in at_kill.values())
+    sandbox.inventory.faults.configure()
+    started = time.monotonic()
+    again = subprocess.Popen([*OPUS, "run", "--full", "--json"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        def resumed() -> bool:
+            now = progress(db, run_id)
+            return all(now[p][1] > pages or now[p][0] in ("succeeded", "failed") for p, (_s, pages) in at_kill.items())
+
+        resumed_in = wait_for(resumed, 60, "the killed run's partitions resumed")
+        out, _ = again.communicate(timeout=120)
+    finally:
+        if again.poll() is None:
+            again.kill()
+    took = time.monotonic() - started
+    print(f"`opus run` resumed the killed run's partitions after {resumed_in:.1f} s and completed it in {took:.1f} s")
+    assert again.returncode == 0
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (summary["run_id"], summary["status"]) == (run_id, "completed"), "the same run, resumed"
+    assert resumed_in < 30, f"partitions resumed after {resumed_in:.1f} s"
+    # The locks' 20 s, then the rest of the fetch and the consolidation: 28 s on a loaded 2-core machine.
+    assert took < 60, f"the resumed run completed after {took:.0f} s"
+    assert rows(db, "SELECT run_id::text, status FROM run_metadata") == [{"run_id": run_id, "status": "completed"}]
+    stones = rows(db, "SELECT supplier_stone_id FROM diamonds WHERE status = 'active'")
+    assert {r["supplier_stone_id"] for r in stones} == {s.stone_id for s in sandbox.inventory.stones()}

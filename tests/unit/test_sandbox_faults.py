@@ -14,7 +14,7 @@ from opus.sandbox.auth import TokenStore
 from opus.sandbox.config import Behaviour, Latency
 from opus.sandbox.faults import Faults, RequestFault
 from opus.sandbox.inventory import Inventory
-from opus.sandbox.malform import MALFORM_KINDS, malform
+from opus.sandbox.malform import MALFORM_KINDS, malform, malform_stones
 from opus.sandbox.options import build_config, fault_flags
 from opus.sandbox.render import render_item
 from opus.sandbox.traffic import LatencySampler, Traffic, retry_after_header
@@ -130,6 +130,31 @@ def test_malformed_records_touch_only_selected_fields_and_respect_the_rate() -> 
     assert damaged["price_not_number"] == damaged["eye_clean_text"] == 0  # price, eyeClean not selected
     assert all("price" not in i and "eyeClean" not in i["diamond"]
                for i in body["data"]["as"]["diamonds_by_query"]["items"])
+
+
+def test_named_stones_are_malformed_on_every_fetch_and_no_other() -> None:
+    faults = Faults()
+    shown = faults.configure(malformed_stones={"nul_in_text": ["3"], "null_id": ["5", "6"]})
+    assert shown["malformed_stones"] == {"nul_in_text": ["3"], "null_id": ["5", "6"]}
+    for _ in range(3):  # a retry does not heal it, unlike a rate
+        body = {"data": {"items": [{"diamond": {"id": str(i), "certificate": {"lab": "GIA"}}} for i in range(8)]}}
+        damaged = malform_stones(body, faults.settings.malformed_stones)
+        assert damaged == {"nul_in_text": 1, "null_id": 2}
+        diamonds = [i["diamond"] for i in body["data"]["items"]]
+        assert [d["id"] for d in diamonds] == ["0", "1", "2", "3", "4", None, None, "7"]
+        assert [d["certificate"]["lab"] for d in diamonds] == ["GIA"] * 3 + ["GIA\x00"] + ["GIA"] * 4
+    for bad, match in (({"nul_in_text": "3"}, "list of stone ids"), ({"bad": ["3"]}, "unknown malformed_stones"),
+                       (["3"], "malformed_stones must be an object")):
+        with pytest.raises(ValueError, match=match):
+            faults.configure(malformed_stones=bad)
+    assert faults.configure()["malformed_stones"] == {}
+
+
+def test_the_malformed_stone_flag_gathers_ids_per_kind() -> None:
+    flags = fault_flags(malformed_stones=["nul_in_text=A,B", "nul_in_text=C", "null_id=D"])
+    assert flags == {"malformed_stones": {"nul_in_text": ["A", "B", "C"], "null_id": ["D"]}}
+    with pytest.raises(ValueError, match="--malformed-stone"):
+        fault_flags(malformed_stones=["nul_in_text"])
 
 
 # ---- tokens that expire mid-run ------------------------------------------------------------------

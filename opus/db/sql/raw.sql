@@ -22,6 +22,23 @@ UPDATE raw_diamonds_nivoda
 SET seen_run_id = %(run_id)s, pending = true, claimed_by = NULL, claimed_until = NULL
 WHERE feed = %(feed)s AND supplier_stone_id = ANY(%(stone_ids)s::text[]) AND seen_run_id <> %(run_id)s
 
+-- name: mark_seen_unstorable
+-- A stone the feed listed with a record jsonb cannot hold is still listed: seen, so that the run does not ask the
+-- feed about it again as a deletion candidate. Not queued: its raw row keeps the last record that could be stored.
+UPDATE raw_diamonds_nivoda
+SET seen_run_id = %(run_id)s
+WHERE feed = %(feed)s AND supplier_stone_id = ANY(%(stone_ids)s::text[]) AND seen_run_id <> %(run_id)s
+
+-- name: log_skipped_record
+-- A record that could not be stored, logged once per run and stone: the same stone may come twice (two pages
+-- after an offset shift, a page and a deletion lookup). A record without a stone id cannot be told apart from
+-- another: each is logged. Returns a row when it was logged, which is what the run's `errors` counts.
+INSERT INTO error_logs (run_id, feed, source, supplier_stone_id, field, message, payload)
+SELECT %(run_id)s, %(feed)s, 'worker', %(supplier_stone_id)s::text, %(field)s, %(message)s, %(payload)s
+WHERE %(supplier_stone_id)s::text IS NULL OR NOT EXISTS (
+    SELECT 1 FROM error_logs
+    WHERE run_id = %(run_id)s AND source = 'worker' AND supplier_stone_id = %(supplier_stone_id)s::text)
+
 -- name: claim_built_or_batch
 -- Rows whose claim expired (a crashed consolidator) are taken over. A row whose diamond was built from this very
 -- payload by this mapping and these rules is released here, in the same statement, unread: one narrow write
@@ -89,9 +106,10 @@ DELETE FROM raw_diamonds_nivoda WHERE run_id = %(run_id)s AND pending
 ANALYZE raw_diamonds_nivoda, diamonds
 
 -- name: unchecked_candidates
--- Active stones of the feed that a full run did not see and has not yet asked the feed about.
+-- Active stones of the feed that a full run did not see and has not yet asked the feed about, after `after` in
+-- stone id order: a slice asks about each candidate once, even one the feed lists that could not be marked seen.
 SELECT d.supplier_stone_id FROM diamonds d
-WHERE d.feed = %(feed)s AND d.status = 'active'
+WHERE d.feed = %(feed)s AND d.status = 'active' AND d.supplier_stone_id > %(after)s
   AND NOT EXISTS (SELECT 1 FROM raw_diamonds_nivoda r
                   WHERE r.feed = d.feed AND r.supplier_stone_id = d.supplier_stone_id AND r.seen_run_id = %(run_id)s)
   AND NOT EXISTS (SELECT 1 FROM deletion_checks c
