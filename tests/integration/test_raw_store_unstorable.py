@@ -62,7 +62,7 @@ def test_unstorable_records_are_logged_and_the_rest_of_the_page_is_stored(db: Da
     assert run == {"errors": 3}
     # The same stone again in a later page (an offset shift): logged and counted once; a keyless record each time.
     assert store_page(db, RawPage(run_id, "nivoda", 0, 5, [_item("S-2", "GIA\x00"), items[4], {"diamond": {}}],
-                                  full_run=True))
+                                  full_run=True)) == 0, "read, nothing in it storable"
     with db.connection() as conn:
         logged = conn.execute("SELECT count(*) FILTER (WHERE supplier_stone_id = 'S-2') AS s2, count(*) AS n"
                               " FROM error_logs").fetchone()
