@@ -13,27 +13,30 @@
 - Several consumers: `FOR UPDATE SKIP LOCKED` lets receivers take different rows without waiting on each
   other.
 - Wake-up: every send issues `pg_notify` on the queue's channel inside the sending transaction, so listeners
-  hear of it exactly when the message becomes readable. A waiting `receive` LISTENs on a connection of its own
-  (kept in a small idle list outside the pool) and sleeps until a notification, the next scheduled message or
-  expiring lock, or its deadline, whichever comes first.
+  hear of it exactly when the message becomes readable. One connection per `PostgresQueue`, outside the pool,
+  LISTENs on the channels of every queue waited on, read by one thread; a waiting `receive` sleeps on an
+  in-process signal until a notification, the next scheduled message or expiring lock, or its deadline, whichever
+  comes first, then claims through the pool. So a process holds its pool and one more connection however many
+  threads wait (a connection per waiting thread ran 64 worker threads into PostgreSQL's `max_connections`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import selectors
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from opus.db.pool import Connection, Database
@@ -52,6 +55,9 @@ _MAX_IDENTIFIER = 63  # PostgreSQL truncates longer identifiers; LISTEN and pg_n
 # When the next due message is already visible but a concurrent receiver holds its row, wait a little rather
 # than spin on it.
 _MIN_WAIT_S = 0.05
+# The listening connection, once lost, is reopened after this, doubling up to the cap while the server is away.
+_RECONNECT_S = 0.1
+_RECONNECT_MAX_S = 10.0
 
 
 class LockLostError(TransientError):
@@ -99,9 +105,7 @@ class PostgresQueue:
         self._db = db
         self.max_deliveries = max_deliveries
         self.dedup_window_s = float(dedup_window_s)
-        self._idle_listeners: list[Connection] = []
-        self._listeners_lock = threading.Lock()
-        self._closed = False
+        self._wakeups = _Wakeups(db.url)
 
     # -- producer side ---------------------------------------------------------------------------------------
 
@@ -169,19 +173,25 @@ class PostgresQueue:
             return found
         deadline = time.monotonic() + wait_s
         channel = channel_for(queue)
-        with self._listener(channel) as listener:
-            while True:
-                # Listening already: a message committed from here on is either seen now or notified later.
-                found = self._receive_now(queue, max_messages, visibility_timeout_s)
-                if found:
-                    return found
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return []
-                row = listener.execute(Q.next_visible_in, {"queue": queue}).fetchone()
-                due = row["seconds"] if row else None
-                pause = left if due is None else min(left, max(due, _MIN_WAIT_S))
-                _wait_for_notification(listener, channel, pause)
+        wakeups = self._wakeups
+        # Best effort within the wait: should the LISTEN not be on in time, the waits below still end at the
+        # next due message or the deadline, so the receive degrades to polling instead of failing.
+        wakeups.listen(channel, wait_s)
+        while True:
+            # Read before claiming: a message committed after the claim's snapshot notifies after this read, so
+            # the wait below returns at once rather than missing it.
+            seen = wakeups.generation(channel)
+            found = self._receive_now(queue, max_messages, visibility_timeout_s)
+            if found:
+                return found
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            with self._db.autocommit() as conn:
+                row = conn.execute(Q.next_visible_in, {"queue": queue}).fetchone()
+            due = row["seconds"] if row else None
+            pause = left if due is None else min(left, max(due, _MIN_WAIT_S))
+            wakeups.wait(channel, seen, pause)
 
     def complete(self, msg: ReceivedMessage) -> None:
         with self._consumer_transaction() as conn:
@@ -253,13 +263,16 @@ class PostgresQueue:
             rows = conn.execute(Q.dead_letters, {"queue": queue, "limit": limit}).fetchall()
         return [DeadLetter(**r) for r in rows]
 
+    def waiting(self, queue: str) -> int:
+        """Receivers of this queue object waiting for a message on `queue` at this moment."""
+        return self._wakeups.waiting(channel_for(queue))
+
     def close(self) -> None:
-        """Close the idle listener connections; the pool belongs to the caller."""
-        with self._listeners_lock:
-            self._closed = True
-            idle, self._idle_listeners = self._idle_listeners, []
-        for conn in idle:
-            conn.close()
+        """Close the listening connection and stop its thread; the pool belongs to the caller.
+
+        A receive waiting now, or one called after this, still works: it claims again at its due times.
+        """
+        self._wakeups.close()
 
     def __enter__(self) -> PostgresQueue:
         return self
@@ -305,41 +318,171 @@ class PostgresQueue:
             conn.execute(Q.relaxed_commit)
             yield conn
 
-    @contextmanager
-    def _listener(self, channel: str) -> Iterator[Connection]:
-        """A connection LISTENing on `channel`, outside the pool: it may sit in a wait for seconds."""
-        with self._listeners_lock:
-            conn = self._idle_listeners.pop() if self._idle_listeners else None
-        if conn is None or conn.closed:
-            conn = psycopg.connect(self._db.url, autocommit=True, row_factory=dict_row, connect_timeout=10)
-        healthy = False
-        try:
-            conn.execute(sql.SQL(Q.listen).format(channel=sql.Identifier(channel)))
-            # Drop notifications left from an earlier use; the caller receives once more before waiting.
-            for _ in conn.notifies(timeout=0):
-                pass
-            yield conn
-            # An idle listener would keep collecting notifications nobody reads: stop listening first.
-            conn.execute(Q.unlisten_all)
-            healthy = True
-        finally:
-            with self._listeners_lock:
-                keep = healthy and not self._closed
-                if keep:
-                    self._idle_listeners.append(conn)
-            if not keep:
-                conn.close()
-
-
 def _log_dead(queue: str, message_id: str, reason: str, delivery_count: int) -> None:
     extra = {"queue": queue, "message_id": message_id, "reason": reason, "delivery_count": delivery_count}
     logger.warning("message dead-lettered", extra=extra)
 
 
-def _wait_for_notification(conn: Connection, channel: str, timeout_s: float) -> None:
-    """Block until a notification on `channel` arrives or `timeout_s` passes; other channels are ignored."""
-    deadline = time.monotonic() + timeout_s
-    while (left := deadline - time.monotonic()) > 0:
-        for note in conn.notifies(timeout=left, stop_after=1):
-            if note.channel == channel:
+@dataclass(slots=True)
+class _Channel:
+    """A channel's signal. `generation` counts the notifications heard on it (and reconnections)."""
+
+    changed: threading.Condition
+    generation: int = 0
+    waiting: int = 0
+
+
+class _Wakeups:
+    """One LISTEN connection for all the receivers of a `PostgresQueue`, read by one thread.
+
+    The thread starts with the first waiting receive (a process that only sends opens no connection for it) and
+    owns the connection: psycopg's `notifies()` holds the connection's lock while it waits, so no other thread
+    could issue a LISTEN on it. The thread sleeps in select() on the connection's socket and on a socket pair that
+    `listen` and `close` write to. A lost connection is reopened and every channel LISTENed again; then every
+    channel's generation is bumped, since notifications sent while it was away were lost: each waiting receiver
+    claims once more.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._lock = threading.Lock()
+        self._channels: dict[str, _Channel] = {}
+        self._listening: set[str] = set()  # LISTENed on the connection open now
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._poke: socket.socket | None = None  # the write end of the dispatcher's socket pair
+
+    def listen(self, channel: str, timeout_s: float) -> None:
+        """Make sure `channel` is LISTENed on, waiting up to `timeout_s` for the server to confirm it."""
+        with self._lock:
+            state = self._channel(channel)
+            if self._closed or channel in self._listening:
                 return
+            if self._thread is None:
+                self._start()
+            self._wake_dispatcher()
+            state.changed.wait_for(lambda: self._closed or channel in self._listening, timeout_s)
+
+    def generation(self, channel: str) -> int:
+        with self._lock:
+            return self._channel(channel).generation
+
+    def wait(self, channel: str, seen: int, timeout_s: float) -> bool:
+        """Block until `channel` has been notified since generation `seen` was read (True), or `timeout_s` passes
+        (False). A notification heard before the call counts: it returns at once."""
+        with self._lock:
+            state = self._channel(channel)
+            state.waiting += 1
+            try:
+                return state.changed.wait_for(lambda: state.generation != seen, timeout_s)
+            finally:
+                state.waiting -= 1
+
+    def waiting(self, channel: str) -> int:
+        with self._lock:
+            state = self._channels.get(channel)  # asking about a channel must not LISTEN on it
+            return state.waiting if state else 0
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for state in self._channels.values():
+                state.changed.notify_all()  # a `listen` waiting for the LISTEN to be on stops waiting
+            thread = self._thread
+            self._wake_dispatcher()
+        if thread is not None:
+            thread.join()  # bounded: the thread blocks only in select() and in a connect with a timeout
+
+    # -- the dispatcher's side ---------------------------------------------------------------------------------
+
+    def _channel(self, channel: str) -> _Channel:
+        state = self._channels.get(channel)
+        if state is None:
+            state = self._channels[channel] = _Channel(threading.Condition(self._lock))
+        return state
+
+    def _start(self) -> None:
+        woken, self._poke = socket.socketpair()
+        woken.setblocking(False)
+        self._poke.setblocking(False)
+        self._thread = threading.Thread(target=self._dispatch, args=(woken,), name="queue-listener", daemon=True)
+        self._thread.start()
+
+    def _wake_dispatcher(self) -> None:
+        if self._poke is not None:
+            with suppress(BlockingIOError):  # the buffer is full of wake-ups already
+                self._poke.send(b"\0")
+
+    def _bump_all(self) -> None:
+        for state in self._channels.values():
+            state.generation += 1
+            state.changed.notify_all()
+
+    def _dispatch(self, woken: socket.socket) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        fd = -1  # the connection's socket as registered: libpq closes it when the connection is lost
+        selector = selectors.DefaultSelector()
+        selector.register(woken, selectors.EVENT_READ)
+        retry_s = _RECONNECT_S
+        try:
+            while True:
+                with self._lock:
+                    if self._closed:
+                        return
+                    pending = sorted(set(self._channels) - self._listening)
+                try:
+                    reconnected = conn is None
+                    if conn is None:
+                        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+                        fd = conn.fileno()
+                        selector.register(fd, selectors.EVENT_READ)
+                    for channel in pending:
+                        conn.execute(sql.SQL(Q.listen).format(channel=sql.Identifier(channel)))
+                    with self._lock:
+                        self._listening.update(pending)
+                        if reconnected:
+                            self._bump_all()
+                        else:
+                            for channel in pending:
+                                self._channels[channel].changed.notify_all()
+                    # Also yields what arrived with a LISTEN's answer, which select() would not report.
+                    for note in conn.notifies(timeout=0):
+                        with self._lock:
+                            state = self._channels.get(note.channel)
+                            if state is not None:
+                                state.generation += 1
+                                state.changed.notify_all()
+                    retry_s = _RECONNECT_S
+                except Exception:
+                    logger.warning("queue listener connection failed or lost, reconnecting", exc_info=True,
+                                   extra={"retry_s": retry_s})
+                    if conn is not None:
+                        selector.unregister(fd)
+                        conn.close()
+                        conn = None
+                    with self._lock:
+                        self._listening.clear()
+                    selector.select(retry_s)  # only the socket pair is registered now: close() cuts it short
+                    retry_s = min(retry_s * 2, _RECONNECT_MAX_S)
+                    _drain(woken)
+                    continue
+                selector.select()
+                _drain(woken)
+        finally:
+            if conn is not None:
+                conn.close()
+            selector.close()
+            woken.close()
+            with self._lock:
+                if self._poke is not None:
+                    self._poke.close()
+                    self._poke = None
+                self._listening.clear()
+
+
+def _drain(woken: socket.socket) -> None:
+    with suppress(BlockingIOError):
+        while woken.recv(4096):
+            pass

@@ -28,9 +28,6 @@ SELECT pg_notify(%(channel)s, '')
 -- name: listen
 LISTEN {channel}
 
--- name: unlisten_all
-UNLISTEN *
-
 -- name: relaxed_commit
 -- For receives and settlements only: see PostgresQueue._consumer_transaction for why this is safe.
 SET LOCAL synchronous_commit = off
