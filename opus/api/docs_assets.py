@@ -60,6 +60,9 @@ def install_docs(app: FastAPI, *, docs_url: str, openapi_url: str) -> None:
             swagger_js_url=f"{root}{base}/swagger-ui-bundle.js", swagger_css_url=f"{root}{base}/swagger-ui.css",
             swagger_favicon_url=f"{root}{base}/favicon.png",
             oauth2_redirect_url=root + oauth2_redirect_url(docs_url),
+            # Swagger UI would send the document's URL to validator.swagger.io for a badge: not offline, and
+            # not a third party's business.
+            swagger_ui_parameters={"validatorUrl": None},
         )
 
     async def redirect() -> HTMLResponse:
