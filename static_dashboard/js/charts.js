@@ -43,7 +43,8 @@ export function lineChart(container, { title, labels, series, unit }) {
   const xs = labels.map((_, i) => i + 1);
   return mount(container, title, (el, width) => new window.uPlot({
     width, height: HEIGHT,
-    scales: { x: { time: false } },
+    // Half a step of room at each end, so that the first and last labels are not cut at the edges.
+    scales: { x: { time: false, range: [0.5, labels.length + 0.5] } },
     axes: [
       { values: (_, ticks) => ticks.map((t) => labels[t - 1] || "") },
       { label: unit, size: 60 },
