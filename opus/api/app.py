@@ -16,6 +16,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from opus.api.context import ApiContext, ReplayWait
 from opus.api.cors import install_cors
+from opus.api.docs_assets import install_docs, public_paths
 from opus.api.errors import install_error_handlers
 from opus.api.openapi import build_openapi
 from opus.api.ratelimit import RateLimiter, SharedRateLimiter
@@ -33,7 +34,7 @@ API_PREFIX = "/api/v2"
 OPENAPI_URL = f"{API_PREFIX}/openapi.json"
 DOCS_URL = f"{API_PREFIX}/docs"
 # The documentation is public so that people and client generators can read it without a key.
-PUBLIC_PATHS = frozenset({OPENAPI_URL, DOCS_URL, f"{DOCS_URL}/oauth2-redirect"})
+PUBLIC_PATHS = frozenset({OPENAPI_URL, *public_paths(DOCS_URL)})
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 DESCRIPTION = """\
@@ -105,8 +106,8 @@ def create_app(
         version="2.0.0",
         description=DESCRIPTION,
         openapi_url=OPENAPI_URL,
-        docs_url=DOCS_URL,
-        swagger_ui_oauth2_redirect_url=f"{DOCS_URL}/oauth2-redirect",
+        docs_url=None,  # install_docs serves the page with its assets from the app, not from a CDN
+        swagger_ui_oauth2_redirect_url=None,
         redoc_url=None,
         # FastAPI traces requests itself once an OpenTelemetry provider is set up (Application Insights on
         # Azure); where none is, it would still look the providers up on every request.
@@ -129,6 +130,7 @@ def create_app(
         api.include_router(module.router)
     app.include_router(health.router)
     app.include_router(api)
+    install_docs(app, docs_url=DOCS_URL, openapi_url=OPENAPI_URL)
 
     app.add_middleware(
         AuthMiddleware,

@@ -32,21 +32,30 @@ function mount(container, summary, build) {
   return plot;
 }
 
-/** A line over labelled points: `labels` name the x positions (e.g. run start times), `values` the y. */
-export function lineChart(container, { title, labels, values, unit }) {
-  const xs = values.map((_, i) => i + 1);
+// Distinct on a light background and for the common colour-vision deficiencies (Okabe-Ito).
+const COLOURS = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9"];
+
+/**
+ * Lines over labelled points: `labels` name the x positions (e.g. run start times), each of `series`
+ * ({label, values}) gives a y per position, null where it has none; a line joins its own points across them.
+ */
+export function lineChart(container, { title, labels, series, unit }) {
+  const xs = labels.map((_, i) => i + 1);
   return mount(container, title, (el, width) => new window.uPlot({
     width, height: HEIGHT,
-    scales: { x: { time: false } },
+    // Half a step of room at each end, so that the first and last labels are not cut at the edges.
+    scales: { x: { time: false, range: [0.5, labels.length + 0.5] } },
     axes: [
       { values: (_, ticks) => ticks.map((t) => labels[t - 1] || "") },
       { label: unit, size: 60 },
     ],
     series: [
       { label: "run", value: (_, v) => (v === null ? "" : labels[v - 1] || "") },
-      { label: unit, stroke: "#2563eb", width: 2, points: { show: true, size: 6 } },
+      ...series.map((s, i) => ({
+        label: s.label, stroke: COLOURS[i % COLOURS.length], width: 2, spanGaps: true, points: { show: true, size: 6 },
+      })),
     ],
-  }, [xs, values], el));
+  }, [xs, ...series.map((s) => s.values)], el));
 }
 
 /** Vertical bars, one per category. */
@@ -54,7 +63,8 @@ export function barChart(container, { title, categories, values, unit }) {
   const xs = categories.map((_, i) => i + 1);
   return mount(container, title, (el, width) => new window.uPlot({
     width, height: HEIGHT,
-    scales: { x: { time: false, range: [0.5, categories.length + 0.5] } },
+    // From zero: a bar's height is its value, so an axis starting higher would exaggerate the differences.
+    scales: { x: { time: false, range: [0.5, categories.length + 0.5] }, y: { range: (_, __, max) => [0, max > 0 ? max * 1.05 : 1] } },
     axes: [
       { values: (_, ticks) => ticks.map((t) => (Number.isInteger(t) ? categories[t - 1] || "" : "")) },
       { label: unit, size: 60 },

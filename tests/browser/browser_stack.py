@@ -3,7 +3,8 @@
 The dashboard in a real browser: Debian's Chromium driven by Playwright, against the real app.
 
 One module-scoped stack serves everything: the Nivoda sandbox, a database of its own with one completed full
-run, the API and dashboard as `opus serve` builds them (with queue consumers), and a second static server on
+run of the feed `nivoda` (the whole sandbox; a second, small feed `SECOND_FEED` of large lab-grown stones has
+not run yet), the API and dashboard as `opus serve` builds them (with queue consumers), and a second static server on
 another port that serves the same dashboard pointed at the API across origins. Media URLs of the sandbox
 point at hosts that do not exist, so the browser context answers them with a placeholder image.
 """
@@ -41,6 +42,17 @@ from opus.sandbox.runner import RunningSandbox, run_sandbox
 from opus.testing.databases import scratch_database
 
 SANDBOX_SIZE = 1_500
+# The second feed: lab-grown stones of 2 carats and more, about 180 of the sandbox's 1,500 (one partition).
+SECOND_FEED = "nivoda-lab-large"
+FEEDS_TOML = f"""
+[feeds.nivoda]
+enabled = true
+query = {{}}
+
+[feeds.{SECOND_FEED}]
+enabled = true
+query = {{ labgrown = true, sizes = {{ from = 2.0 }} }}
+"""
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -119,9 +131,9 @@ def browser_database(database_url: str) -> Iterator[str]:
 REVOCATION_WINDOW_S = 1.0
 
 
-def stack_settings(database_url: str, sb: RunningSandbox, cors_origin: str) -> Settings:
+def stack_settings(database_url: str, sb: RunningSandbox, cors_origin: str, feeds_file: Path) -> Settings:
     return load_settings(
-        database_url=database_url, nivoda_endpoint=sb.endpoint, nivoda_username=sb.username,
+        feeds_file=feeds_file, database_url=database_url, nivoda_endpoint=sb.endpoint, nivoda_username=sb.username,
         nivoda_password=sb.password, nivoda_rate_limit_per_s=10_000, min_records_per_worker=300, max_workers=4,
         consolidator_batch_size=500, queue_visibility_timeout_s=30, rate_limit_per_minute=100_000,
         # A feed failure fails its partition at once, so that the retry test need not wait out backoffs.
@@ -133,12 +145,14 @@ def stack_settings(database_url: str, sb: RunningSandbox, cors_origin: str) -> S
 
 
 @pytest.fixture(scope="module")
-def stack(browser_database: str) -> Iterator[Stack]:
+def stack(browser_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    feeds_file = tmp_path_factory.mktemp("feeds") / "feeds.toml"
+    feeds_file.write_text(FEEDS_TOML)
     api_sock, static_sock = free_socket(), free_socket()
     api_url = f"http://127.0.0.1:{api_sock.getsockname()[1]}"
     cross_origin_url = f"http://127.0.0.1:{static_sock.getsockname()[1]}"
     with run_sandbox(diamonds=SANDBOX_SIZE, seed=23) as sb:
-        settings = stack_settings(browser_database, sb, cross_origin_url)
+        settings = stack_settings(browser_database, sb, cross_origin_url, feeds_file)
         db = Database(browser_database, max_size=10)
         try:
             with LocalRuntime(settings, db=db) as runtime:

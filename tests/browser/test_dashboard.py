@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browser_stack import REVOCATION_WINDOW_S, Console, Stack, open_context, screenshot
+from browser_stack import REVOCATION_WINDOW_S, SECOND_FEED, Console, Stack, open_context, screenshot
 from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from opus.api.keys import create_key, revoke_key
@@ -64,7 +64,10 @@ def test_sign_in_shows_the_overview_with_real_data_and_sign_out_ends_the_session
     expect(page.get_by_role("table", name=re.compile("Active stones by feed"))).to_contain_text("nivoda")
     expect(page.locator(".watermark")).to_contain_text("UTC")
     expect(page.locator("#failed-runs .figure-value")).to_have_text("0")
-    expect(page.get_by_role("table", name=re.compile("five latest runs"))).to_contain_text("completed")
+    expect(page.locator("#recent-failed-runs")).to_have_text("Failed runs: none.")
+    latest = page.get_by_role("table", name=re.compile("five latest runs"))
+    expect(latest).to_contain_text("completed")
+    expect(latest.locator("td[data-label='Feed']").first).to_have_text("nivoda")
     expect(page.locator("#chart-duration canvas")).to_be_visible()
     expect(page.locator("#chart-stones canvas")).to_be_visible()
     expect(page.locator(".who")).to_contain_text("admin")
@@ -114,8 +117,7 @@ def test_every_page_shows_real_data(page: Page, stack: Stack) -> None:
         "suppliers": ("#/suppliers", lambda: expect(page.locator("#supplier-chart canvas")).to_be_visible()),
         "pricing": ("#/pricing", lambda: expect(page.locator("tr[data-priority='1000000']")).to_contain_text("1.2")),
         "events": ("#/events", lambda: expect(page.locator("#alerts")).to_contain_text("No alerts")),
-        "docs": ("#/docs", lambda: expect(page.locator("#swagger-link")).to_have_attribute(
-            "href", f"{stack.api_url}/api/v2/docs")),
+        "docs": ("#/docs", lambda: swagger_ui_renders(page, stack)),
     }
     for name, (hash_path, check) in pages.items():
         go(page, hash_path)
@@ -128,11 +130,22 @@ def test_every_page_shows_real_data(page: Page, stack: Stack) -> None:
     expect(page.get_by_role("table", name="Partitions").locator("tbody tr")).to_have_count(len(run["partitions"]))
 
     go(page, "#/diamonds")
+    expect(page.get_by_role("columnheader", name="Photo")).to_have_count(1)
     first = page.locator("#diamond-table tbody tr").first
     first.get_by_role("link").click()
     expect(page.locator("#certificate-link")).to_be_visible()
     expect(page.locator("img.photo")).to_be_visible()
     screenshot(page, "diamond")
+
+
+def swagger_ui_renders(page: Page, stack: Stack) -> None:
+    """The Docs page's embed shows Swagger UI's operations: its scripts come from the API, not from a CDN."""
+    expect(page.locator("#swagger-link")).to_have_attribute("href", f"{stack.api_url}/api/v2/docs")
+    page.get_by_role("button", name="Show the documentation here").click()
+    docs = page.frame_locator("iframe[title^='Opus API documentation']")
+    # Swagger UI parses a 1.5 MB script and lays out every route: seconds on a loaded machine.
+    expect(docs.locator(".opblock").first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(docs.locator(".opblock-summary-path", has_text="/api/v2/operations/feeds")).to_have_count(1)
 
 
 def test_pages_fit_a_phone_and_work_from_the_keyboard(browser: Browser, stack: Stack, console: Console) -> None:
@@ -232,6 +245,14 @@ def test_a_trade_key_holds_releases_and_buys_a_stone(page: Page, stack: Stack) -
     assert len(bought) == 1, "one order"
     # Stored per credential ("key:<id>|<key>"), so that two clients' keys cannot collide.
     assert bought[0]["idempotency_key"].endswith("|" + sent.value.headers["idempotency-key"])
+
+    theirs = api(stack, "GET", "/diamonds", params=query)["items"][0]
+    api(stack, "POST", f"/diamonds/{theirs['id']}/hold")  # held by the admin key: another client
+    go(page, f"#/diamonds/{theirs['id']}")
+    expect(page.locator("#held-by-another")).to_be_visible()
+    expect(page.get_by_role("button", name="Cancel hold")).to_have_count(0)
+    expect(page.get_by_role("button", name="Purchase")).to_have_count(0)
+    api(stack, "DELETE", f"/diamonds/{theirs['id']}/hold")
 
 
 def visible_ids(page: Page) -> list[str]:
@@ -348,14 +369,40 @@ def test_a_pricing_rule_is_created_edited_and_deleted_and_prices_follow(
     assert stone_price(page, stone["id"]) == original
 
 
+# Records every text the run page's status and refresh line show, so that a test can tell that the page went
+# through an active state, however briefly, before the run completed.
+RECORD_RUN_STATES = """
+window.runStates = [];
+new MutationObserver(() => {
+  for (const id of ["run-status", "run-refreshing"]) {
+    const text = document.getElementById(id)?.textContent;
+    if (text && window.runStates[window.runStates.length - 1] !== text) window.runStates.push(text);
+  }
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
+ACTIVE_STATES = {"planning", "running", "consolidating", "The run is active: refreshing every second."}
+
+
 def test_a_run_started_from_the_runs_page_is_watched_to_completion(page: Page, stack: Stack) -> None:
+    page.add_init_script(RECORD_RUN_STATES)
     signed_in(page, stack)
     go(page, "#/runs")
+    expect(page.get_by_label("Feed", exact=True).first).to_have_value("nivoda")  # the first enabled feed
     page.get_by_label("Run type").select_option("incremental")
-    page.get_by_role("button", name="Start run").click()
-    expect(page).to_have_url(re.compile(r"#/runs/[0-9a-f-]{36}$"))
-    expect(page.locator("#run-status")).to_have_text("completed", timeout=RUN_TIMEOUT_MS)
+    # An incremental run of an unchanged feed ends within a second; each feed request answered 2 s late keeps
+    # it active long enough for the page to show it so.
+    stack.sandbox.inventory.faults.configure(latency_ms=2_000)
+    try:
+        page.get_by_role("button", name="Start run").click()
+        expect(page).to_have_url(re.compile(r"#/runs/[0-9a-f-]{36}$"))
+        expect(page.locator("#run-status")).to_have_text("completed", timeout=RUN_TIMEOUT_MS)
+    finally:
+        stack.sandbox.inventory.faults.reset()
     expect(page.locator("#run-refreshing")).to_have_text("")
+    expect(page.locator("#run-summary")).to_have_text(re.compile(r"^Status completed: (\d+) of \1 partitions done"))
+    seen: list[str] = page.evaluate("window.runStates")
+    assert ACTIVE_STATES & set(seen[:seen.index("completed")]), f"no active state before completion: {seen}"
+    assert page.locator("main [aria-live]").count() == 0, "only the status line is live (role=status)"
     screenshot(page, "run-completed")
     run_id = page.url.rsplit("/", 1)[1]
     assert api(stack, "GET", f"/analytics/runs/{run_id}")["trigger"] == "api"
@@ -411,3 +458,36 @@ def test_the_dashboard_on_another_origin_works_through_cors(page: Page, stack: S
     go(page, "#/diamonds")
     expect(page.locator("#diamond-table tbody tr")).to_have_count(20)
     screenshot(page, "cross-origin-diamonds")
+
+
+def test_a_run_of_the_second_feed_is_started_and_shown_by_feed(page: Page, stack: Stack) -> None:
+    # Last in the module: it adds the second feed's stones to the catalogue, which earlier tests count.
+    signed_in(page, stack)
+    go(page, "#/runs")
+    start = page.get_by_role("form", name="Start a run")
+    start.get_by_label("Feed").select_option(SECOND_FEED)
+    start.get_by_label("Run type").select_option("full")
+    with page.expect_request(lambda r: r.url.endswith("/triggers/run")) as sent:
+        start.get_by_role("button", name="Start run").click()
+    assert sent.value.post_data_json == {"type": "full", "feed": SECOND_FEED}
+    expect(page.locator("#run-status")).to_have_text("completed", timeout=RUN_TIMEOUT_MS)
+    run_id = page.url.rsplit("/", 1)[1]
+    run = api(stack, "GET", f"/analytics/runs/{run_id}")
+    assert (run["feed"], run["consolidated"] > 0) == (SECOND_FEED, True)
+
+    go(page, "#/runs")
+    page.get_by_role("form", name="Filter runs").get_by_label("Feed").select_option(SECOND_FEED)
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("tr[data-run]")
+    expect(rows).to_have_count(1)
+    expect(rows.locator("td[data-label='Feed']")).to_have_text(SECOND_FEED)
+    screenshot(page, "runs-second-feed")
+    go(page, "#/consolidation")
+    expect(page.locator("#latest-feed")).to_have_text(SECOND_FEED)
+    expect(page.locator(f"tr[data-feed='{SECOND_FEED}']")).to_contain_text(f"{run['consolidated']:,}")
+    expect(page.locator("tr[data-feed='nivoda']")).to_be_visible()
+    go(page, "#/overview")
+    latest = page.get_by_role("table", name=re.compile("five latest runs"))
+    expect(latest.locator("td[data-label='Feed']").first).to_have_text(SECOND_FEED)
+    expect(page.locator("#chart-duration .u-legend")).to_contain_text(SECOND_FEED)
+    screenshot(page, "overview-two-feeds")

@@ -11,7 +11,7 @@ from opus.api import jsonbody
 from opus.api.context import ApiContext, get_context
 from opus.api.query_model import QueryModel
 from opus.api.schemas.common import MAX_BIGINT, Digits, error_responses
-from opus.api.schemas.diamonds import DiamondOut, SearchPage, SearchQuery
+from opus.api.schemas.diamonds import DiamondDetail, DiamondOut, SearchPage, SearchQuery
 from opus.api.schemas.trading import AvailabilityIn, HoldOut, PurchaseIn, PurchaseOut
 from opus.api.security import ADMIN, READ, TRADE, Principal
 from opus.api.services import diamonds, holds, purchases
@@ -50,11 +50,12 @@ async def search_diamonds(ctx: Ctx, query: Annotated[SearchQuery, Depends(SEARCH
 
 
 @router.get(
-    "/{diamond_id}", response_model=DiamondOut, dependencies=[Depends(READ)], responses=error_responses(404),
-    summary="Get one stone", description="One stone by Opus's id, whatever its status.",
+    "/{diamond_id}", response_model=DiamondDetail, responses=error_responses(404),
+    summary="Get one stone", description="One stone by Opus's id, whatever its status, with its live hold "
+    "(whether the caller placed it).",
 )
-def get_diamond(ctx: Ctx, diamond_id: DiamondId) -> Any:
-    return diamonds.get_diamond(ctx, diamond_id)
+def get_diamond(ctx: Ctx, diamond_id: DiamondId, principal: Annotated[Principal, Depends(READ)]) -> Any:
+    return diamonds.get_diamond(ctx, diamond_id, principal.id)
 
 
 @router.post(

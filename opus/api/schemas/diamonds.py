@@ -64,6 +64,22 @@ class DiamondOut(BaseModel):
 DIAMOND_FIELDS: tuple[str, ...] = tuple(DiamondOut.model_fields)
 
 
+class HoldState(BaseModel):
+    """The live hold placed on a stone through Opus, seen by the caller."""
+
+    mine: bool = Field(description="Whether the calling credential placed it: only its holder may buy the stone, "
+                       "and only its holder or an admin may cancel it.")
+    status: Literal["pending", "active"] = Field(description="`pending` while the feed is placing it.")
+    held_until: datetime | None = Field(description="When the feed lets it lapse, if the feed said.")
+
+
+class DiamondDetail(DiamondOut):
+    """One stone, with the live hold on it (the search's items leave it out)."""
+
+    hold: HoldState | None = Field(description="The live hold placed through Opus; null when there is none "
+                                   "(a stone ON_HOLD without one is held outside Opus).")
+
+
 class SortKey(StrEnum):
     """What search results are ordered by; `color` and `clarity` follow grade order (D first, FL first)."""
 

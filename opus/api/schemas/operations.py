@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from opus.api.schemas.analytics import RunOut
+
+RECENT_ITEMS = 10  # failed runs and alerts listed on the overview: more than that and the counts tell the story
 
 
 class Me(BaseModel):
@@ -51,6 +53,27 @@ class Watermark(BaseModel):
     updated_at: datetime = Field(description="When it last advanced.")
 
 
+class FailedRun(BaseModel):
+    """A run that failed."""
+
+    run_id: UUID = Field(description="The run.")
+    feed: str = Field(description="Its feed.")
+    run_type: str = Field(description="`full` or `incremental`.")
+    started_at: datetime = Field(description="When it started.")
+    failure_reason: str | None = Field(description="Why it failed.")
+
+
+class RecentAlert(BaseModel):
+    """An alert, in brief (the full record is at `/analytics/alerts`)."""
+
+    id: int = Field(description="The alert's id.")
+    kind: str = Field(description="Kind of alert.")
+    severity: str = Field(description="info, warning, error or critical.")
+    message: str = Field(description="What happened.")
+    run_id: UUID | None = Field(description="The run concerned.")
+    created_at: datetime = Field(description="When it was raised.")
+
+
 class RecentTrouble(BaseModel):
     """What went wrong since `since`."""
 
@@ -58,6 +81,10 @@ class RecentTrouble(BaseModel):
     failed_runs: int = Field(description="Runs started in the window that failed.")
     alerts: int = Field(description="Alerts raised in the window.")
     errors: int = Field(description="Records the pipeline could not use, recorded in the window.")
+    failed_run_items: list[FailedRun] = Field(
+        description=f"The failed runs of the window, newest first (at most {RECENT_ITEMS}).")
+    alert_items: list[RecentAlert] = Field(
+        description=f"The alerts of the window, newest first (at most {RECENT_ITEMS}).")
 
 
 class Overview(BaseModel):
@@ -90,3 +117,28 @@ class Consolidation(BaseModel):
     pending_rows: int = Field(description="Raw rows waiting to be consolidated.")
     claimed_rows: int = Field(description="Of those, rows a consolidator is working on now.")
     latest: ConsolidationRun | None = Field(description="The run most recently sent to consolidation.")
+    by_feed: list[ConsolidationRun] = Field(
+        description="Per feed, the run of that feed most recently sent to consolidation, by feed name.")
+
+
+class FeedLatestRun(BaseModel):
+    """A feed's most recent run."""
+
+    run_id: UUID = Field(description="The run.")
+    run_type: str = Field(description="`full` or `incremental`.")
+    status: str = Field(description="planning, running, consolidating, completed or failed.")
+    started_at: datetime = Field(description="Start.")
+    finished_at: datetime | None = Field(description="End.")
+
+
+class FeedOut(BaseModel):
+    """A configured feed (FEEDS_FILE): its filters, its latest run and its watermark."""
+
+    name: str = Field(description="The feed's name, as runs, stones and pricing rules name it.")
+    enabled: bool = Field(description="Whether scheduled runs include it; only enabled feeds can be run.")
+    query: dict[str, Any] = Field(
+        description="Its DiamondQuery filters as configured (nivoda-api.md); each run adds `updated` and the "
+        "partitions their `dollar_per_carat` range within these.")
+    latest_run: FeedLatestRun | None = Field(description="Its most recent run; null if it never ran.")
+    watermark: datetime | None = Field(description="Changes up to this instant are in the catalogue; null "
+                                       "before its first completed run.")

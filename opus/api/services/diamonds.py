@@ -34,12 +34,15 @@ class AvailabilityChange:
     changed_by: str  # the principal id of the admin credential
 
 
-def get_diamond(ctx: ApiContext, diamond_id: int) -> Row:
+def get_diamond(ctx: ApiContext, diamond_id: int, caller: str) -> Row:
+    """The stone and its live hold, `mine` when `caller` (a principal id) placed it."""
     with ctx.db.connection() as conn:
         row = conn.execute(Q.get_diamond, {"id": diamond_id}).fetchone()
+        hold = conn.execute(Q.live_hold, {"diamond_id": diamond_id}).fetchone() if row else None
     if row is None:
         raise NotFoundError(f"diamond {diamond_id} does not exist")
-    return row
+    return {**row, "hold": None if hold is None else {
+        "mine": hold["requested_by"] == caller, "status": hold["status"], "held_until": hold["held_until"]}}
 
 
 def _conflicts(stone: Row, holds: list[Row], purchase: Row | None) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ CROSS JOIN LATERAL (
     FROM partition_progress p WHERE p.run_id = r.run_id
 ) t
 WHERE (%(status)s::text IS NULL OR r.status = %(status)s::text)
+  AND (%(feed)s::text IS NULL OR r.feed = %(feed)s::text)
 ORDER BY r.started_at DESC, r.run_id
 LIMIT %(limit)s OFFSET %(offset)s
 
@@ -30,10 +31,35 @@ SELECT (SELECT count(*) FROM run_metadata WHERE status = 'failed' AND started_at
        (SELECT count(*) FROM alerts WHERE created_at >= %(since)s) AS alerts,
        (SELECT count(*) FROM error_logs WHERE created_at >= %(since)s) AS errors
 
--- name: latest_consolidation
-SELECT run_id, feed, run_type, status, consolidated, errors, deleted, consolidation_enqueued_at, finished_at
+-- name: recent_failed_runs
+SELECT run_id, feed, run_type, started_at, failure_reason FROM run_metadata
+WHERE status = 'failed' AND started_at >= %(since)s
+ORDER BY started_at DESC, run_id LIMIT %(limit)s
+
+-- name: recent_alerts
+SELECT id, kind, severity, message, run_id, created_at FROM alerts
+WHERE created_at >= %(since)s
+ORDER BY created_at DESC, id DESC LIMIT %(limit)s
+
+-- name: latest_consolidation_by_feed
+-- run_metadata holds one row per run (a few a day), so reading it whole to pick each feed's latest is cheap.
+SELECT DISTINCT ON (feed)
+       run_id, feed, run_type, status, consolidated, errors, deleted, consolidation_enqueued_at, finished_at
 FROM run_metadata WHERE consolidation_enqueued_at IS NOT NULL
-ORDER BY consolidation_enqueued_at DESC, run_id LIMIT 1
+ORDER BY feed, consolidation_enqueued_at DESC, run_id
+
+-- name: feed_state
+-- Each named feed's latest run and watermark; a feed that never ran gets nulls. The newest runs come first
+-- through run_metadata_started, and the feeds' runs interleave, so each lookup stops after a few rows.
+SELECT f.name AS feed, r.run_id, r.run_type, r.status, r.started_at, r.finished_at,
+       w.value AS watermark, w.updated_at AS watermark_updated_at
+FROM unnest(%(feeds)s::text[]) WITH ORDINALITY AS f(name, position)
+LEFT JOIN LATERAL (
+    SELECT run_id, run_type, status, started_at, finished_at FROM run_metadata
+    WHERE feed = f.name ORDER BY started_at DESC, run_id LIMIT 1
+) r ON true
+LEFT JOIN watermarks w ON w.feed = f.name
+ORDER BY f.position
 
 -- name: raw_backlog
 -- Only pending rows are read, through their partial index: the table holds every stone the feed lists.

@@ -1,6 +1,7 @@
-// Consolidation: raw rows waiting, the latest run consolidated, and (admin) consolidating a run again.
+// Consolidation: raw rows waiting, the latest run consolidated and each feed's latest, and (admin)
+// consolidating a run again.
 import { allows, api } from "../api.js";
-import { clear, empty, field, fmt, h, heading, input, load, notice, statusBadge } from "../ui.js";
+import { clear, empty, field, fmt, h, heading, input, load, notice, statusBadge, table } from "../ui.js";
 
 export function render({ main }) {
   const messages = h("div", {});
@@ -23,11 +24,24 @@ export function render({ main }) {
     } else {
       section.append(h("dl", { class: "facts" },
         h("dt", {}, "Run"), h("dd", {}, h("a", { href: `#/runs/${latest.run_id}` }, latest.run_id)),
+        h("dt", {}, "Feed"), h("dd", { id: "latest-feed" }, latest.feed),
         h("dt", {}, "Status"), h("dd", {}, statusBadge(latest.status)),
         h("dt", {}, "Queued"), h("dd", {}, fmt.date(latest.consolidation_enqueued_at)),
         h("dt", {}, "Consolidated"), h("dd", { id: "latest-consolidated" }, fmt.int(latest.consolidated)),
         h("dt", {}, "Errors"), h("dd", {}, fmt.int(latest.errors)),
         h("dt", {}, "Soft-deleted"), h("dd", {}, fmt.int(latest.deleted))));
+    }
+    if (state.by_feed.length > 1) {
+      body.append(h("section", { class: "card" }, h("h2", {}, "Latest consolidation per feed"), table([
+        { label: "Feed", value: (r) => r.feed },
+        { label: "Run", value: (r) => h("a", { href: `#/runs/${r.run_id}` }, fmt.shortId(r.run_id)) },
+        { label: "Type", value: (r) => r.run_type },
+        { label: "Status", value: (r) => statusBadge(r.status) },
+        { label: "Queued", value: (r) => fmt.date(r.consolidation_enqueued_at) },
+        { label: "Consolidated", value: (r) => fmt.int(r.consolidated), class: "num" },
+        { label: "Errors", value: (r) => fmt.int(r.errors), class: "num" },
+        { label: "Soft-deleted", value: (r) => fmt.int(r.deleted), class: "num" },
+      ], state.by_feed, { caption: "Each feed's latest consolidation", rowAttrs: (r) => ({ "data-feed": r.feed }) })));
     }
     if (allows("admin")) body.append(triggerForm(latest));
   }

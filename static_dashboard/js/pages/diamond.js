@@ -24,8 +24,10 @@ export function render({ main, id }) {
   const refresh = () => load(body, () => api(`/diamonds/${encodeURIComponent(id)}`), draw, "Loading the stone");
 
   function draw(d) {
-    const media = h("div", { class: "media" },
-      d.image_url ? h("img", { src: d.image_url, alt: `${d.shape} ${d.carats} ct`, class: "photo" }) : h("p", {}, "No image."),
+    const photo = d.image_url ? h("img", { src: d.image_url, alt: `${d.shape} ${d.carats} ct`, class: "photo" }) : null;
+    // A feed's media host may be down or gone: say so instead of showing a broken image.
+    if (photo) photo.addEventListener("error", () => photo.replaceWith(h("p", {}, "The image could not be loaded.")), { once: true });
+    const media = h("div", { class: "media" }, photo || h("p", {}, "No image."),
       h("ul", { class: "links" },
         d.video_url ? h("li", {}, h("a", { href: d.video_url, target: "_blank", rel: "noopener noreferrer" }, "Video")) : null,
         d.certificate_url
@@ -58,11 +60,16 @@ export function render({ main, id }) {
         (hold) => `Hold placed${hold.held_until ? ` until ${fmt.date(hold.held_until)}` : ""}.`,
         () => api(`/diamonds/${d.id}/hold`, { method: "POST" })) }, "Hold"));
     }
-    if (d.availability === "ON_HOLD") {
+    // Only the holder buys a held stone; its holder or an admin cancels the hold (the API refuses the rest).
+    const mine = Boolean(d.hold && d.hold.mine);
+    if (d.availability === "ON_HOLD" && d.hold && (mine || allows("admin"))) {
       section.append(h("button", { type: "button", onclick: () => act(() => "Hold cancelled.",
         () => api(`/diamonds/${d.id}/hold`, { method: "DELETE" })) }, "Cancel hold"));
     }
-    if (d.availability !== "SOLD") {
+    if (d.availability === "ON_HOLD" && !mine) {
+      section.append(h("p", { id: "held-by-another" }, "Held by another client: it cannot be bought until the hold ends."));
+    }
+    if (d.availability !== "SOLD" && (d.availability !== "ON_HOLD" || mine)) {
       // One key per intended purchase: a retry after a lost answer repeats it, never a second order.
       let key = null;
       section.append(h("button", { type: "button", class: "danger", onclick: async () => {

@@ -88,6 +88,7 @@ export function render({ main }) {
   }
 
   function header(label, key) {
+    if (label === PHOTO) return h("span", { class: "visually-hidden" }, label);  // named for screen readers only
     if (!key) return label;
     const current = memory.sort === key;
     const arrow = current ? (memory.order === "asc" ? " ▲" : " ▼") : "";
@@ -107,7 +108,7 @@ export function render({ main }) {
       results.append(empty("No stones match these filters."));
     } else {
       const columns = [
-        ["", null, (d) => thumbnail(d)],
+        [PHOTO, null, (d) => thumbnail(d)],
         ["Shape", null, (d) => h("a", { href: `#/diamonds/${d.id}` }, d.shape)],
         ["Carats", "carats", (d) => d.carats],
         ["Colour", "color", (d) => fmt.text(d.color)],
@@ -144,9 +145,18 @@ export function render({ main }) {
   search();
 }
 
+const PHOTO = "Photo";
+
+function noThumbnail() {
+  return h("span", { class: "thumb thumb-none", "aria-hidden": "true" });
+}
+
 function thumbnail(d) {
-  if (!d.image_url) return h("span", { class: "thumb thumb-none", "aria-hidden": "true" });
-  return h("img", { class: "thumb", src: d.image_url, alt: "", loading: "lazy", width: 48, height: 48 });
+  if (!d.image_url) return noThumbnail();
+  // A feed's media host may be down or gone: the empty tile replaces a broken-image icon.
+  const img = h("img", { class: "thumb", src: d.image_url, alt: "", loading: "lazy", width: 48, height: 48 });
+  img.addEventListener("error", () => img.replaceWith(noThumbnail()), { once: true });
+  return img;
 }
 
 

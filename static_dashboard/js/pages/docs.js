@@ -1,4 +1,4 @@
-// API docs: the Swagger UI served by the API, linked, and embedded on request (it loads its own scripts).
+// API docs: the Swagger UI served by the API (its scripts too, so it works offline), linked, and embedded on request.
 import { apiOrigin, API_ROOT } from "../api.js";
 import { h, heading } from "../ui.js";
 

@@ -1,5 +1,5 @@
-// Overview: latest runs, inventory by feed and natural/lab-grown, the watermarks, the last 24 hours' failures
-// and alerts, and charts of the last 30 runs.
+// Overview: latest runs, inventory by feed and natural/lab-grown, the watermarks, the last 24 hours' failed
+// runs and alerts (each linked), and charts of the last 30 runs, one line per feed.
 import { api } from "../api.js";
 import { lineChart } from "../charts.js";
 import { empty, fmt, h, heading, load, statusBadge, table } from "../ui.js";
@@ -52,12 +52,19 @@ function draw(body, summary, overview, runs) {
         figure("failed runs", fmt.int(trouble.failed_runs), "failed-runs"),
         figure("alerts", fmt.int(trouble.alerts), "alerts-24h"),
         figure("errors", fmt.int(trouble.errors), "errors-24h")),
-      h("p", {}, h("a", { href: "#/events" }, "See errors and alerts")))));
+      recentList("Failed runs", "recent-failed-runs", trouble.failed_run_items, trouble.failed_runs, (r) => [
+        h("a", { href: `#/runs/${r.run_id}` }, `${r.feed} ${r.run_type} run ${fmt.shortId(r.run_id)}`),
+        ` started ${fmt.date(r.started_at)}`, r.failure_reason ? `: ${r.failure_reason}` : ""]),
+      recentList("Alerts", "recent-alerts", trouble.alert_items, trouble.alerts, (a) => [
+        h("a", { href: a.run_id ? `#/events?run=${a.run_id}` : "#/events" }, `${a.severity}: ${a.message}`),
+        ` ${fmt.date(a.created_at)}`]),
+      h("p", {}, h("a", { href: "#/events" }, "See all errors and alerts")))));
 
   const latest = card("Latest runs");
   if (runs.length) {
     latest.append(table([
       { label: "Started", value: (r) => h("a", { href: `#/runs/${r.run_id}` }, fmt.date(r.started_at)) },
+      { label: "Feed", value: (r) => r.feed },
       { label: "Type", value: (r) => r.run_type },
       { label: "Status", value: (r) => statusBadge(r.status) },
       { label: "Duration", value: (r) => fmt.duration(r.duration_s), class: "num" },
@@ -76,12 +83,23 @@ function draw(body, summary, overview, runs) {
   }
   const oldestFirst = [...runs].reverse();
   const labels = oldestFirst.map((r) => fmt.date(r.started_at).slice(5, 16));
+  // One line per feed over the shared run axis: each feed's runs differ in size, so one line would zigzag.
+  const feeds = [...new Set(oldestFirst.map((r) => r.feed))].sort();
+  const perFeed = (value) => feeds.map((feed) => ({
+    label: feed, values: oldestFirst.map((r) => (r.feed === feed ? value(r) : null)) }));
   const grid = h("div", { class: "grid charts" });
   charts.append(grid);
   const left = h("div", { id: "chart-duration" });
   const right = h("div", { id: "chart-stones" });
   grid.append(left, right);
-  lineChart(left, { title: "Run duration (seconds)", labels, values: oldestFirst.map((r) => r.duration_s), unit: "s" });
-  lineChart(right, { title: "Stones consolidated per run", labels,
-    values: oldestFirst.map((r) => r.consolidated), unit: "stones" });
+  lineChart(left, { title: "Run duration (seconds), per feed", labels, series: perFeed((r) => r.duration_s), unit: "s" });
+  lineChart(right, { title: "Stones consolidated per run, per feed", labels,
+    series: perFeed((r) => r.consolidated), unit: "stones" });
+}
+
+/** The window's items, newest first, each a link; says when more happened than are listed. */
+function recentList(title, id, items, total, line) {
+  if (!items.length) return h("p", { id }, `${title}: none.`);
+  const more = total > items.length ? h("p", {}, `… and ${fmt.int(total - items.length)} more.`) : null;
+  return h("div", { id }, h("h3", {}, title), h("ul", { class: "recent" }, items.map((item) => h("li", {}, line(item)))), more);
 }

@@ -1,4 +1,5 @@
-// One run with per-partition progress, refreshed while the run is active.
+// One run with per-partition progress, refreshed while the run is active. Only the one-line summary above the
+// body is a live region, announced when it changes; the body redrawn every second is not, and keeps the focus.
 import { allows, api } from "../api.js";
 import { clear, empty, failure, fmt, h, heading, statusBadge, table } from "../ui.js";
 
@@ -6,9 +7,10 @@ const ACTIVE = new Set(["planning", "running", "consolidating"]);
 const REFRESH_MS = 1000;
 
 export function render({ main, id, onLeave }) {
-  const body = h("div", { class: "stack", "aria-live": "polite" });
-  const live = h("p", { class: "refreshing", id: "run-refreshing", role: "status" });
-  main.append(heading(`Run ${fmt.shortId(id)}`), live, body);
+  const body = h("div", { class: "stack" });
+  const summary = h("p", { id: "run-summary", role: "status" });
+  const live = h("p", { class: "refreshing", id: "run-refreshing" });
+  main.append(heading(`Run ${fmt.shortId(id)}`), summary, live, body);
   let timer = null;
   let gone = false;
   onLeave(() => {
@@ -21,14 +23,17 @@ export function render({ main, id, onLeave }) {
     try {
       const run = await api(`/analytics/runs/${encodeURIComponent(id)}`);
       if (gone) return;
-      draw(run);
+      keepingFocus(body, () => draw(run));
       const active = ACTIVE.has(run.status);
+      const done = run.partitions.filter((p) => p.status === "succeeded").length;
+      say(summary, `Status ${run.status}: ${done} of ${run.partitions_total} partitions done.`);
       live.textContent = active ? "The run is active: refreshing every second." : "";
       if (active) timer = setTimeout(() => refresh(false), REFRESH_MS);
     } catch (error) {
       if (gone) return;
       clear(body, failure(error, () => refresh(true)));
       live.textContent = "";
+      say(summary, "");
     }
   }
 
@@ -68,4 +73,20 @@ export function render({ main, id, onLeave }) {
   }
 
   refresh(true);
+}
+
+/** Set a live region's text only when it changes, so that a screen reader hears each change once. */
+function say(region, text) {
+  if (region.textContent !== text) region.textContent = text;
+}
+
+const FOCUSABLE = "a[href], button, [tabindex]";
+
+/** Redraw `el` with `redraw()`, giving the focus back to the control at the same place if it was inside. */
+function keepingFocus(el, redraw) {
+  const before = [...el.querySelectorAll(FOCUSABLE)].indexOf(document.activeElement);
+  redraw();
+  if (before < 0) return;
+  const same = el.querySelectorAll(FOCUSABLE)[before];
+  if (same) same.focus({ preventScroll: true });
 }
