@@ -3,6 +3,7 @@ scope and nonces, authorisation before validation, strict integers, the document
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -212,9 +213,34 @@ def test_the_document_declares_what_the_api_answers(client: TestClient, auth: Au
                 assert {"408", "413", "429"} <= set(operation["responses"]), f"{method} {path}"
                 assert "RateLimit" in operation["responses"]["200" if "200" in operation["responses"]
                                                              else next(iter(operation["responses"]))]["headers"]
-    refused = client.patch(SEARCH, headers=auth("read"))
-    assert refused.status_code == 405
-    assert refused.headers["Allow"] == "GET"
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+DASHBOARD = "https://dashboard.example"
+
+
+def test_a_method_a_path_does_not_declare_is_405_allowing_exactly_the_declared_methods(
+    make_client: AppFactory, auth: Auth
+) -> None:
+    # With CORS on, as the dashboard's deployment has it: a plain OPTIONS (not a preflight) reaches the router.
+    client = make_client(cors_origins=[DASHBOARD])
+    document = client.get("/api/v2/openapi.json").json()
+    multi_method = 0
+    for path, operations in document["paths"].items():
+        declared = {method.upper() for method in operations}
+        multi_method += len(declared) > 1
+        concrete = re.sub(r"\{[^}]+\}", "1", path)
+        for method in sorted(set(METHODS) - declared):
+            refused = client.request(method, concrete, headers={**auth("admin"), "Origin": DASHBOARD})
+            assert refused.status_code == 405, f"{method} {path}: {refused.status_code}"
+            allowed = {m.strip() for m in refused.headers["Allow"].split(",")}
+            assert allowed == declared, f"{method} {path}: Allow {refused.headers['Allow']}, declared {declared}"
+            if method != "HEAD":
+                assert refused.json()["error"]["code"] == "method_not_allowed"
+    assert multi_method >= 3, "paths with several methods are covered"
+    preflight = client.options(RULES, headers={"Origin": DASHBOARD, "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200, "a CORS preflight is still answered ahead of authentication and routing"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
 
 
 # --- 4. one rate limit for every instance ---------------------------------------------------------------
