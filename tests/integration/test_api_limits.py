@@ -7,16 +7,19 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, get_args
 
 import anyio
 import pytest
 from api_conftest import HMAC_CLIENT, AppFactory, Auth, assert_unauthorized, hmac_headers, insert_diamonds
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from starlette.types import Message
 
 from opus.api.app import create_app
+from opus.api.routes import api_routes
+from opus.api.schemas.common import RequestBody
 from opus.config import Settings
 from opus.db.pool import Database
 
@@ -186,6 +189,58 @@ def test_path_ids_are_strict_integers(client: TestClient, db: Database, auth: Au
 def test_query_integers_are_strict(client: TestClient, auth: Auth, query: str) -> None:
     path = "/api/v2/analytics/runs" if query.startswith("offset") else SEARCH
     assert client.get(f"{path}?{query}", headers=auth("read")).status_code == 422
+
+
+RUN = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+RULE = {"priority": 3, "markup_ratio": "1.25"}
+CHANGE = {"availability": "SOLD", "reason": "sold in the shop"}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), [
+    ("POST", "/api/v2/triggers/consolidate", {"run_id": RUN, "force": 0}, "force"),
+    ("POST", "/api/v2/triggers/consolidate", {"run_id": RUN, "force": "true"}, "force"),
+    ("POST", RULES, {**RULE, "priority": "3"}, "priority"),
+    ("POST", RULES, {**RULE, "priority": 3.0}, "priority"),
+    ("POST", RULES, {**RULE, "priority": True}, "priority"),
+    ("POST", RULES, {**RULE, "active": 1}, "active"),
+    ("PUT", f"{RULES}/1", {**RULE, "lab_grown": "false"}, "lab_grown"),
+    ("PUT", f"{RULES}/1", {**RULE, "rating": "2"}, "rating"),
+    ("POST", "/api/v2/diamonds/1/availability", {**CHANGE, "override": "yes"}, "override"),
+    ("POST", "/api/v2/triggers/run", {"type": "full", "feed": 7}, "feed"),
+    ("POST", "/api/v2/diamonds/1/purchase", {"reference": 12345}, "reference"),
+])
+def test_body_scalars_are_taken_as_the_json_type_they_are(
+    client: TestClient, auth: Auth, method: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    headers = {**auth("admin"), "Idempotency-Key": "strict-scalars-1"}
+    response = client.request(method, path, json=body, headers=headers)
+    assert response.status_code == 422, f"{body} was accepted: {response.status_code}"
+    error = response.json()["error"]
+    assert [problem["loc"][-1] for problem in error["details"]] == [field]
+    assert field in error["message"]
+
+
+def test_values_json_carries_as_text_are_read_from_it(client: TestClient, db: Database, auth: Auth) -> None:
+    rule = {**RULE, "carat_min": "0.5", "feed_price_max": 20000, "lab_grown": True, "rating": -2}
+    assert client.post(RULES, json=rule, headers=auth("admin")).status_code == 201
+    [diamond_id] = insert_diamonds(db, [{}])
+    assert client.post(f"/api/v2/diamonds/{diamond_id}/availability", json=CHANGE,
+                       headers=auth("admin")).status_code == 200
+    # No pipeline behind this app: past validation, the trigger answers 503.
+    assert client.post("/api/v2/triggers/consolidate", json={"run_id": RUN, "force": True},
+                       headers=auth("admin")).status_code == 503
+
+
+def test_every_request_body_is_a_strict_request_body(client: TestClient) -> None:
+    models = set()
+    for route in api_routes(client.app):  # type: ignore[arg-type]
+        for param in route.dependant.body_params:
+            annotation = param.field_info.annotation
+            found = [t for t in (annotation, *get_args(annotation)) if isinstance(t, type) and issubclass(t, BaseModel)]
+            assert found, f"{route.path}: body {annotation} is no model"
+            models.update(found)
+    assert len(models) >= 5, models
+    assert [m for m in models if not issubclass(m, RequestBody)] == []
 
 
 def test_a_body_that_is_not_json_is_400_and_json_that_breaks_the_schema_422(client: TestClient, auth: Auth) -> None:

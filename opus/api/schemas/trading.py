@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from opus.api.schemas.common import Text
+from opus.api.schemas.common import AsText, RequestBody, Text
 from opus.domain.models import Availability
 
 Reference = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
@@ -29,10 +29,8 @@ class HoldOut(BaseModel):
     released_at: datetime | None = Field(description="When it was released.")
 
 
-class PurchaseIn(BaseModel):
+class PurchaseIn(RequestBody):
     """Optional details passed to the feed's order."""
-
-    model_config = ConfigDict(extra="forbid")
 
     reference: Reference | None = Field(
         default=None, description="Your order number, passed to the feed (default: the Idempotency-Key)."
@@ -53,12 +51,10 @@ class PurchaseOut(BaseModel):
     placed_at: datetime = Field(description="When the feed confirmed the order.")
 
 
-class AvailabilityIn(BaseModel):
+class AvailabilityIn(RequestBody):
     """A manual availability change, recorded with its reason and the credential that made it."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    availability: Availability = Field(description="The new availability.")
+    availability: Annotated[Availability, AsText] = Field(description="The new availability.")
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")] = (
         Field(description="Why, for the history (and for the holds an override ends).")
     )
