@@ -264,6 +264,8 @@ def test_the_document_declares_what_the_api_answers(client: TestClient, auth: Au
         for method, operation in operations.items():
             if "requestBody" in operation:
                 assert "400" in operation["responses"], f"{method} {path} does not declare 400"
+            # Any path answers 405 to the methods it lacks (see the Allow test below).
+            assert operation["responses"]["405"]["headers"]["Allow"]["required"] is True, f"{method} {path}"
             if path.startswith("/api/v2/"):
                 assert {"408", "413", "429"} <= set(operation["responses"]), f"{method} {path}"
                 assert "RateLimit" in operation["responses"]["200" if "200" in operation["responses"]
