@@ -72,7 +72,9 @@ def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
 def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
     """The 405 answer, in the one error shape, whose `Allow` lists every method of the path."""
     assert isinstance(exc, StarletteHTTPException)
-    headers = {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.scope))}
+    headers = dict(exc.headers or {})
+    if methods := allowed_methods(request.app, request.scope):  # else the router's own header stands
+        headers["Allow"] = ", ".join(methods)
     return error_response(405, "this path does not take this method; see the Allow header", headers=headers)
 
 
