@@ -14,6 +14,7 @@ from pydantic import (
     Strict,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
 )
 
 # Upper bounds keep values inside the database's bigint, integer and numeric columns.
@@ -24,12 +25,19 @@ MAX_INT = 2**31 - 1
 class RequestBody(BaseModel):
     """What a client sends in a request body: no unknown fields, and every scalar taken as the JSON type it is.
 
-    Pydantic's lax mode would read `0` and `"yes"` as booleans, `"5"` and `5.0` as integers: a client's mistake
+    Pydantic's lax mode would read `0` and `"yes"` as booleans, `"5"` and `true` as integers: a client's mistake
     would pass unnoticed, and a value would have many spellings. Strict, each is a 422 naming the field. The
     types JSON can only carry as text (decimals, UUIDs, enums) are marked `AsText`, each where it is declared.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integral_numbers_are_integers(cls, value: Any) -> Any:
+        # JSON has one number type, and JSON Schema's `integer` is any number without a fraction: 3.0 is the
+        # integer 3 to the document, so it is to the API too (3.5, "3" and true are still refused).
+        return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 # Read from its text in a strict body: FastAPI validates the parsed JSON, where a decimal, a UUID or an enum is
