@@ -22,7 +22,7 @@ from opus.api.openapi import build_openapi
 from opus.api.ratelimit import RateLimiter, SharedRateLimiter
 from opus.api.routers import analytics, diamonds, health, operations, orchestration, pricing_rules, triggers
 from opus.api.routers import purchases as purchase_records
-from opus.api.routes import ScopeTable
+from opus.api.routes import ScopeTable, method_not_allowed
 from opus.api.schemas.common import error_responses
 from opus.api.security import Authenticator, AuthMiddleware, BodyLimits
 from opus.config import Settings
@@ -124,6 +124,7 @@ def create_app(
     )
     app.state.opus = context
     install_error_handlers(app)
+    app.add_exception_handler(405, method_not_allowed)  # ahead of the class handler, for 405s only
 
     api = APIRouter(prefix=API_PREFIX, responses=error_responses(401, 403, 408, 413, 422, 429, 500))
     for module in (diamonds, purchase_records, analytics, triggers, pricing_rules, operations, orchestration):

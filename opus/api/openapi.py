@@ -53,6 +53,8 @@ RATE_LIMIT_HEADERS: dict[str, Any] = {
                   "schema": {"type": "string"}},
 }
 RETRY_AFTER = {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
+ALLOW = {"description": "The methods the path has, e.g. `GET, POST` (RFC 9110).", "required": True,
+         "schema": {"type": "string"}}
 # Shared enums defined in the domain, which has no reason to carry API wording.
 ENUM_DESCRIPTIONS = {
     "Availability": "Whether a stone can be bought: AVAILABLE, ON_HOLD, SOLD, MEMO, or UNKNOWN when the feed "
@@ -78,6 +80,7 @@ def build_openapi(app: FastAPI, is_protected: Any) -> dict[str, Any]:
     scopes, query_models = route_scopes(app), route_query_models(app)
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
+            _declare_method_not_allowed(operation)
             if (model := query_models.get((method.upper(), path))) is not None:
                 operation["parameters"] = [*operation.get("parameters", []), *model.parameters()]
             if not is_protected(path):
@@ -102,3 +105,12 @@ def _declare_limits(operation: dict[str, Any]) -> None:
             response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
     responses["429"].setdefault("headers", {})["Retry-After"] = RETRY_AFTER
 
+
+def _declare_method_not_allowed(operation: dict[str, Any]) -> None:
+    """Every path answers 405 to a method it does not have, with `Allow` naming those it has. OpenAPI describes
+    answers per operation, so each operation of the path declares it."""
+    operation["responses"]["405"] = {
+        "description": error_responses(405)[405]["description"],
+        "headers": {"Allow": ALLOW},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }

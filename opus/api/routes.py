@@ -10,17 +10,21 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import fastapi.routing
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
+from opus.api.errors import error_response
 from opus.api.query_model import QueryModel
 from opus.api.security import RequireScope
 from opus.domain.auth import Scope as AccessScope
 
 T = TypeVar("T")
+# The order of the methods in `Allow`: fixed, so that a path always gives the same header.
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _dependency(dependant: Dependant, kind: type[T]) -> T | None:
@@ -38,13 +42,40 @@ def scope_of(dependant: Dependant) -> AccessScope | None:
     return found.scope if found else None
 
 
-def api_routes(app: FastAPI) -> list[Any]:
+def _every_route(app: FastAPI) -> list[Any]:
     # FastAPI >= 0.16x keeps included routers unflattened and exposes the effective routes through
-    # iter_route_contexts; older versions list flattened APIRoutes in app.routes.
+    # iter_route_contexts; older versions list flattened routes in app.routes.
     iterate = getattr(fastapi.routing, "iter_route_contexts", None)
-    if iterate is not None:
-        return [r for r in iterate(app.routes) if isinstance(getattr(r, "dependant", None), Dependant)]
-    return [r for r in app.routes if isinstance(r, APIRoute)]
+    return list(iterate(app.routes)) if iterate is not None else list(app.routes)
+
+
+def api_routes(app: FastAPI) -> list[Any]:
+    return [r for r in _every_route(app) if isinstance(getattr(r, "dependant", None), Dependant)]
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route of `app` answers at the request's path: the `Allow` header of a 405.
+
+    The router answers 405 from the first route whose path matched, and lists only that route's methods; a
+    path served by several routes (GET and POST of a collection; GET, PUT and DELETE of one item) needs them
+    all. The probe carries only what matching reads, so nothing the router added to the request's scope
+    steers it.
+    """
+    probe: Scope = {"type": "http", "path": scope["path"], "root_path": scope.get("root_path", ""), "method": ""}
+    methods: set[str] = set()
+    for route in _every_route(app):
+        if getattr(route, "methods", None) and route.matches(probe)[0] is not Match.NONE:
+            methods.update(route.methods)
+    return sorted(methods, key=lambda m: (_METHOD_ORDER.index(m) if m in _METHOD_ORDER else len(_METHOD_ORDER), m))
+
+
+def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    """The 405 answer, in the one error shape, whose `Allow` lists every method of the path."""
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    if methods := allowed_methods(request.app, request.scope):  # else the router's own header stands
+        headers["Allow"] = ", ".join(methods)
+    return error_response(405, "this path does not take this method; see the Allow header", headers=headers)
 
 
 def route_scopes(app: FastAPI) -> dict[tuple[str, str], str | None]:

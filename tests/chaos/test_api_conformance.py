@@ -1,7 +1,9 @@
 """Schemathesis with every check, in both generation modes: valid requests (positive) and requests that break
 the document (negative: wrong types, missing required parameters, unknown enum values, malformed bodies).
 The API must answer every one without a server error, with a status and headers its OpenAPI document declares,
-and must refuse what the document says is invalid."""
+and must refuse what the document says is invalid. Then schemathesis's coverage phase, as its command line runs
+it: boundary values of every constraint, each operation's methods the path does not declare (405 and `Allow`),
+and OPTIONS answers compared with the methods the document gives each path."""
 
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ from collections import Counter
 from typing import Any
 
 import schemathesis
+import schemathesis.engine
 from api_conftest import stones_from_sandbox
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
+from schemathesis.engine import events
 from schemathesis.generation import GenerationMode
+from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from opus.api.app import OPENAPI_URL, create_app
@@ -41,30 +46,45 @@ def _cross_field(error: dict[str, Any]) -> bool:
         isinstance(d, str) or (len(d.get("loc", ())) <= 2 and d.get("type") == "value_error") for d in details)
 
 
+def _refused_for_reasons_no_schema_states(response: Any) -> bool:
+    """A refusal of a schema-valid request that one of the STATEFUL_REFUSALS or a cross-field rule explains."""
+    if response.status_code not in (400, 422):
+        return False
+    error = response.json()["error"]
+    return (response.status_code, error["code"]) in STATEFUL_REFUSALS or _cross_field(error)
+
+
 def accepts_valid_data(ctx: Any, response: Any, case: schemathesis.Case[Any]) -> bool | None:
     """positive_data_acceptance, except for the STATEFUL_REFUSALS and cross-field refusals."""
-    if response.status_code in (400, 422):
-        error = response.json()["error"]
-        if (response.status_code, error["code"]) in STATEFUL_REFUSALS or _cross_field(error):
-            return None
+    if _refused_for_reasons_no_schema_states(response):
+        return None
     return positive_data_acceptance(ctx, response, case)  # type: ignore[no-any-return]
 
 TIME_BUDGET_S = 200
 
 
-def test_every_check_passes_for_valid_and_invalid_requests(
-    db: Database, settings: Settings, keys: dict[str, str], sandbox: RunningSandbox, nivoda: NivodaClient
-) -> None:
+def _catalogue(db: Database, sandbox: RunningSandbox) -> None:
+    """Stones to find, hold and buy, one of them sold."""
     ids = [diamond_id for diamond_id, _ in stones_from_sandbox(db, sandbox, 6)]
     with db.transaction() as conn:
         conn.execute("UPDATE diamonds SET availability = 'SOLD' WHERE id = %s", (ids[4],))
+
+
+def _lenient(settings: Settings) -> Settings:
+    # The ignored-auth check sends invalid credentials on purpose, many times from one address: the failure
+    # limit (tested on its own) is lifted so that every such request reaches authentication.
+    return settings.model_copy(update={"auth_failures_per_minute": 1_000_000})
+
+
+def test_every_check_passes_for_valid_and_invalid_requests(
+    db: Database, settings: Settings, keys: dict[str, str], sandbox: RunningSandbox, nivoda: NivodaClient
+) -> None:
+    _catalogue(db, sandbox)
     started = time.monotonic()
     failures: list[str] = []
     statuses: Counter[int] = Counter()
     unbreakable = 0
-    # The ignored-auth check sends invalid credentials on purpose, many times from one address: the failure
-    # limit (tested on its own) is lifted so that every such request reaches authentication.
-    settings = settings.model_copy(update={"auth_failures_per_minute": 1_000_000})
+    settings = _lenient(settings)
     with LocalRuntime(settings, db=db, feed=nivoda) as runtime:
         app = create_app(db=db, settings=settings, feed=nivoda, control=runtime.control)
         schema = schemathesis.openapi.from_asgi(OPENAPI_URL, app)
@@ -95,3 +115,36 @@ def test_every_check_passes_for_valid_and_invalid_requests(
     assert unbreakable < len(operations) / 2
     assert all(statuses[code] for code in (200, 201, 422)), f"the run reached real work: {statuses}"
     assert elapsed < TIME_BUDGET_S * 1.5, f"took {elapsed:.0f} s"
+
+
+def test_the_coverage_phase_finds_nothing(
+    db: Database, settings: Settings, keys: dict[str, str], sandbox: RunningSandbox, nivoda: NivodaClient
+) -> None:
+    _catalogue(db, sandbox)
+    failures: list[str] = []
+    statuses: Counter[int] = Counter()
+    settings = _lenient(settings)
+    with LocalRuntime(settings, db=db, feed=nivoda) as runtime:
+        app = create_app(db=db, settings=settings, feed=nivoda, control=runtime.control)
+        schema = schemathesis.openapi.from_asgi(OPENAPI_URL, app)
+        schema.config.phases.update(phases=["coverage"])
+        # Every operation runs to its last case: a failure early in one does not hide a later one.
+        schema.config.update(headers={"X-API-Key": keys["admin"]}, continue_on_failure=True)
+        schema.config.checks.update(included_check_names=["all"])
+
+        @schema.hook
+        def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
+            return not (failure.code == RejectedPositiveData.code and _refused_for_reasons_no_schema_states(response))
+
+        for event in schemathesis.engine.from_schema(schema).execute():
+            if isinstance(event, events.ScenarioFinished):
+                recorder = event.recorder
+                statuses.update(i.response.status_code for i in recorder.interactions.values() if i.response)
+                failures.extend(
+                    f"{recorder.label} {check.name}: {str(check.failure_info.failure)[:1500]}"
+                    for checks in recorder.checks.values() for check in checks if check.failure_info is not None)
+            elif isinstance(event, (events.NonFatalError, events.FatalError)):
+                failures.append(f"{type(event).__name__}: {event}"[:1500])
+    assert not failures, "\n\n".join(dict.fromkeys(failures))
+    assert all(statuses[code] for code in (200, 201, 202, 405, 422)), f"every kind of answer was reached: {statuses}"
+    assert statuses[500] == 0

@@ -208,11 +208,17 @@ def _rest_of(sock: socket.socket) -> bytes:
 ])
 def test_absurd_parameters_are_a_quick_4xx(api: tuple[str, Settings], keys: dict[str, str], query: str) -> None:
     url, _ = api
+    headers = {"X-API-Key": keys["read"]}
     with httpx.Client(base_url=url, timeout=ANSWER_WITHIN_S) as http:
+        # A new server's first request pays once for what later ones reuse (the key's lookup, the pool's first
+        # connection, the route tables): up to a second or more on a loaded machine. The point is that absurd
+        # parameters are refused without real work, so the refusal is timed on a warm server.
+        assert http.get("/api/v2/diamonds?limit=1", headers=headers).status_code == 200
         started = time.monotonic()
-        response = http.get(f"/api/v2/diamonds?{query}", headers={"X-API-Key": keys["read"]})
-        assert 400 <= response.status_code < 500, response.text[:300]
-        assert time.monotonic() - started < 2
+        response = http.get(f"/api/v2/diamonds?{query}", headers=headers)
+        elapsed = time.monotonic() - started
+    assert 400 <= response.status_code < 500, response.text[:300]
+    assert elapsed < ANSWER_WITHIN_S, f"refused after {elapsed:.1f} s"
 
 
 @pytest.mark.parametrize("path", ["/api/v2/diamonds/" + "9" * 40, "/api/v2/diamonds/-1", "/api/v2/pricing-rules/1e3",

@@ -3,19 +3,23 @@ scope and nonces, authorisation before validation, strict integers, the document
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, get_args
 
 import anyio
 import pytest
 from api_conftest import HMAC_CLIENT, AppFactory, Auth, assert_unauthorized, hmac_headers, insert_diamonds
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from starlette.types import Message
 
 from opus.api.app import create_app
+from opus.api.routes import api_routes
+from opus.api.schemas.common import RequestBody
 from opus.config import Settings
 from opus.db.pool import Database
 
@@ -187,6 +191,61 @@ def test_query_integers_are_strict(client: TestClient, auth: Auth, query: str) -
     assert client.get(f"{path}?{query}", headers=auth("read")).status_code == 422
 
 
+RUN = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+RULE = {"priority": 3, "markup_ratio": "1.25"}
+CHANGE = {"availability": "SOLD", "reason": "sold in the shop"}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), [
+    ("POST", "/api/v2/triggers/consolidate", {"run_id": RUN, "force": 0}, "force"),
+    ("POST", "/api/v2/triggers/consolidate", {"run_id": RUN, "force": "true"}, "force"),
+    ("POST", RULES, {**RULE, "priority": "3"}, "priority"),
+    ("POST", RULES, {**RULE, "priority": True}, "priority"),
+    ("POST", RULES, {**RULE, "active": 1}, "active"),
+    ("PUT", f"{RULES}/1", {**RULE, "lab_grown": "false"}, "lab_grown"),
+    ("PUT", f"{RULES}/1", {**RULE, "rating": "2"}, "rating"),
+    ("POST", "/api/v2/diamonds/1/availability", {**CHANGE, "override": "yes"}, "override"),
+    ("POST", "/api/v2/triggers/run", {"type": "full", "feed": 7}, "feed"),
+    ("POST", "/api/v2/diamonds/1/purchase", {"reference": 12345}, "reference"),
+])
+def test_body_scalars_are_taken_as_the_json_type_they_are(
+    client: TestClient, auth: Auth, method: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    headers = {**auth("admin"), "Idempotency-Key": "strict-scalars-1"}
+    response = client.request(method, path, json=body, headers=headers)
+    assert response.status_code == 422, f"{body} was accepted: {response.status_code}"
+    error = response.json()["error"]
+    assert [problem["loc"][-1] for problem in error["details"]] == [field]
+    assert field in error["message"]
+
+
+def test_values_json_carries_as_text_are_read_from_it(client: TestClient, db: Database, auth: Auth) -> None:
+    rule = {**RULE, "carat_min": "0.5", "feed_price_max": 20000, "lab_grown": True, "rating": -2}
+    assert client.post(RULES, json=rule, headers=auth("admin")).status_code == 201
+    # JSON has one number type: to JSON Schema, and so to the API, 4.0 is the integer 4.
+    created = client.post(RULES, json={**RULE, "priority": 4.0, "markup_ratio": 2.0}, headers=auth("admin"))
+    assert created.status_code == 201
+    assert created.json()["rule"]["priority"] == 4
+    [diamond_id] = insert_diamonds(db, [{}])
+    assert client.post(f"/api/v2/diamonds/{diamond_id}/availability", json=CHANGE,
+                       headers=auth("admin")).status_code == 200
+    # No pipeline behind this app: past validation, the trigger answers 503.
+    assert client.post("/api/v2/triggers/consolidate", json={"run_id": RUN, "force": True},
+                       headers=auth("admin")).status_code == 503
+
+
+def test_every_request_body_is_a_strict_request_body(client: TestClient) -> None:
+    models = set()
+    for route in api_routes(client.app):  # type: ignore[arg-type]
+        for param in route.dependant.body_params:
+            annotation = param.field_info.annotation
+            found = [t for t in (annotation, *get_args(annotation)) if isinstance(t, type) and issubclass(t, BaseModel)]
+            assert found, f"{route.path}: body {annotation} is no model"
+            models.update(found)
+    assert len(models) >= 5, models
+    assert [m for m in models if not issubclass(m, RequestBody)] == []
+
+
 def test_a_body_that_is_not_json_is_400_and_json_that_breaks_the_schema_422(client: TestClient, auth: Auth) -> None:
     headers = {**auth("admin"), "Content-Type": "application/json"}
     for body in (b"{not json", b"\xff\xfe"):
@@ -208,13 +267,40 @@ def test_the_document_declares_what_the_api_answers(client: TestClient, auth: Au
         for method, operation in operations.items():
             if "requestBody" in operation:
                 assert "400" in operation["responses"], f"{method} {path} does not declare 400"
+            # Any path answers 405 to the methods it lacks (see the Allow test below).
+            assert operation["responses"]["405"]["headers"]["Allow"]["required"] is True, f"{method} {path}"
             if path.startswith("/api/v2/"):
                 assert {"408", "413", "429"} <= set(operation["responses"]), f"{method} {path}"
                 assert "RateLimit" in operation["responses"]["200" if "200" in operation["responses"]
                                                              else next(iter(operation["responses"]))]["headers"]
-    refused = client.patch(SEARCH, headers=auth("read"))
-    assert refused.status_code == 405
-    assert refused.headers["Allow"] == "GET"
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+DASHBOARD = "https://dashboard.example"
+
+
+def test_a_method_a_path_does_not_declare_is_405_allowing_exactly_the_declared_methods(
+    make_client: AppFactory, auth: Auth
+) -> None:
+    # With CORS on, as the dashboard's deployment has it: a plain OPTIONS (not a preflight) reaches the router.
+    client = make_client(cors_origins=[DASHBOARD])
+    document = client.get("/api/v2/openapi.json").json()
+    multi_method = 0
+    for path, operations in document["paths"].items():
+        declared = {method.upper() for method in operations}
+        multi_method += len(declared) > 1
+        concrete = re.sub(r"\{[^}]+\}", "1", path)
+        for method in sorted(set(METHODS) - declared):
+            refused = client.request(method, concrete, headers={**auth("admin"), "Origin": DASHBOARD})
+            assert refused.status_code == 405, f"{method} {path}: {refused.status_code}"
+            allowed = {m.strip() for m in refused.headers["Allow"].split(",")}
+            assert allowed == declared, f"{method} {path}: Allow {refused.headers['Allow']}, declared {declared}"
+            if method != "HEAD":
+                assert refused.json()["error"]["code"] == "method_not_allowed"
+    assert multi_method >= 3, "paths with several methods are covered"
+    preflight = client.options(RULES, headers={"Origin": DASHBOARD, "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200, "a CORS preflight is still answered ahead of authentication and routing"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
 
 
 # --- 4. one rate limit for every instance ---------------------------------------------------------------

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from opus.domain.models import FeedQuery, HoldResult
 from opus.errors import FeedAuthError, FeedPermanentError, FeedTransientError
 from opus.feeds import NivodaClient
 from opus.feeds import nivoda_queries as q
+from opus.feeds.nivoda import BACKOFF_BASE_S, BACKOFF_CAP_S
 from opus.feeds.nivoda_responses import (
     DEFAULT_TOKEN_LIFETIME_S,
     AuthRejected,
@@ -321,12 +323,14 @@ def ok(payload: dict[str, Any]) -> httpx.Response:
 
 
 def make_client(fake: FakeNivoda, *, clock: Callable[[], float] = time.monotonic, password: str = PASSWORD,
-                sleeps: list[float] | None = None, staging: bool = False) -> NivodaClient:
+                sleeps: list[float] | None = None, staging: bool = False, read_attempts: int = 3,
+                limiter: TokenBucket | None = None) -> NivodaClient:
     recorded = sleeps if sleeps is not None else []
     return NivodaClient(
         "https://nivoda.test/api/diamonds", "user", password,
         http=httpx.Client(transport=httpx.MockTransport(fake)), clock=clock, wall_clock=lambda: NOW,
-        sleep=recorded.append, limiter=TokenBucket(10_000, sleep=recorded.append), staging=staging,
+        sleep=recorded.append, limiter=limiter or TokenBucket(10_000, sleep=recorded.append), staging=staging,
+        read_attempts=read_attempts,
     )
 
 
@@ -395,6 +399,93 @@ def test_retry_after_is_honoured_but_a_long_one_goes_back_to_the_caller() -> Non
         make_client(fake).count(FeedQuery())
     assert caught.value.retry_after == 600
     assert len(fake.operations) == 1
+
+
+@pytest.fixture
+def seeded() -> Iterator[Callable[[int], None]]:
+    """`seeded(n)` seeds the module `random` the client draws its jitter from; the state is restored after."""
+    state = random.getstate()
+    yield random.seed
+    random.setstate(state)
+
+
+def _retry_sleeps(fake: FakeNivoda, attempts: int) -> list[float]:
+    """The client's sleeps between `attempts` tries of a read that fails every time (the limiter sleeps apart)."""
+    sleeps: list[float] = []
+    with pytest.raises(FeedTransientError):
+        make_client(fake, sleeps=sleeps, read_attempts=attempts, limiter=TokenBucket(1e9)).count(FeedQuery())
+    assert len(fake.operations) == attempts
+    return sleeps
+
+
+def test_backoff_grows_exponentially_to_its_cap_with_jitter_inside_each_bound(
+    seeded: Callable[[int], None],
+) -> None:
+    attempts = 8  # seven pauses: 0.5, 1, 2, 4, then 8 s three times (the cap)
+    bases = [min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**n) for n in range(attempts - 1)]
+    assert bases == [0.5, 1, 2, 4, 8, 8, 8]
+    draws = []
+    for seed in (1, 2, 3):
+        seeded(seed)
+        sleeps = _retry_sleeps(FakeNivoda(lambda body: httpx.Response(503, text="busy")), attempts)
+        for attempt, (sleep, base) in enumerate(zip(sleeps, bases, strict=True), start=1):
+            assert base / 2 <= sleep <= base, f"pause {attempt} of seed {seed}: {sleep} outside [{base / 2}, {base}]"
+        # Full jitter in the upper half: the same seed gives the same draws, computed as the client does.
+        replay = random.Random(seed)
+        assert sleeps == [replay.uniform(base / 2, base) for base in bases]
+        draws.append(sleeps)
+    assert draws[0] != draws[1] != draws[2], "the pauses are jittered, not fixed"
+
+
+def test_a_retry_after_on_a_server_error_is_waited_out_plus_jitter(seeded: Callable[[int], None]) -> None:
+    seeded(5)
+    sleeps = _retry_sleeps(FakeNivoda(lambda body: httpx.Response(503, headers={"Retry-After": "3"})), 3)
+    # Retry-After, plus up to half the exponential step, so that clients told the same moment do not return
+    # together.
+    assert len(sleeps) == 2
+    for sleep, base in zip(sleeps, (0.5, 1.0), strict=True):
+        assert 3 < sleep <= 3 + base / 2
+
+
+def test_a_retry_after_on_a_429_holds_the_shared_limiter_back_and_the_retry_is_jittered(
+    seeded: Callable[[int], None],
+) -> None:
+    seeded(9)
+    clock = FakeClock(0.0)
+    waits: list[float] = []
+    answers = iter([httpx.Response(429, headers={"Retry-After": "4"})])
+    fake = FakeNivoda(lambda body: next(answers, ok({"diamonds_by_query_count": 3})))
+    sleeps: list[float] = []
+    limiter = TokenBucket(1e9, clock=clock, sleep=waits.append)
+    assert make_client(fake, sleeps=sleeps, limiter=limiter).count(FeedQuery()) == 3
+    assert len(fake.operations) == 2
+    [jitter] = sleeps
+    assert 0 < jitter <= 0.05
+    assert max(waits) == pytest.approx(4.0), "the retry waited the Retry-After at the limiter, which all sharers use"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(400, json={"errors": [{"message": "Expected type Int, found 1.5"}]}),
+        httpx.Response(200, json={"errors": [{"message": 'Cannot query field "carat" on type "Certificate".',
+                                              "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}]}),
+        httpx.Response(403, json={"errors": [{"message": "API Pro required"}]}),
+    ],
+    ids=["http-400", "graphql-validation", "http-403"],
+)
+def test_a_permanent_error_reaches_the_server_exactly_once(answer: httpx.Response) -> None:
+    calls: list[Callable[[NivodaClient], object]] = [
+        lambda c: c.count(FeedQuery()), lambda c: c.page(FeedQuery(), 0, 50), lambda c: c.hold("s1"),
+        lambda c: c.order("offer-1"),
+    ]
+    for call in calls:
+        fake = FakeNivoda(lambda body: answer)
+        sleeps: list[float] = []
+        with pytest.raises(FeedPermanentError):
+            call(make_client(fake, sleeps=sleeps, limiter=TokenBucket(1e9)))
+        assert len(fake.operations) == 1, "a permanent error is not retried"
+        assert sleeps == []
 
 
 def test_transport_failures_become_transient_errors() -> None:

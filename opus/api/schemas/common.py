@@ -5,12 +5,44 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 # Upper bounds keep values inside the database's bigint, integer and numeric columns.
 MAX_BIGINT = 2**63 - 1
 MAX_INT = 2**31 - 1
 
+
+class RequestBody(BaseModel):
+    """What a client sends in a request body: no unknown fields, and every scalar taken as the JSON type it is.
+
+    Pydantic's lax mode would read `0` and `"yes"` as booleans, `"5"` and `true` as integers: a client's mistake
+    would pass unnoticed, and a value would have many spellings. Strict, each is a 422 naming the field. The
+    types JSON can only carry as text (decimals, UUIDs, enums) are marked `AsText`, each where it is declared.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integral_numbers_are_integers(cls, value: Any) -> Any:
+        # JSON has one number type, and JSON Schema's `integer` is any number without a fraction: 3.0 is the
+        # integer 3 to the document, so it is to the API too (3.5, "3" and true are still refused).
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Read from its text in a strict body: FastAPI validates the parsed JSON, where a decimal, a UUID or an enum is
+# still a string (or a number), never the Python type strict mode would insist on.
+AsText = Strict(False)
 
 
 def _digits_only(value: Any) -> Any:
@@ -52,17 +84,17 @@ def _decimal_schema(whole: int, places: int, description: str, *, positive: bool
 # Decimals bounded by the numeric(precision, scale) columns they are compared with or stored in (0001_core.sql):
 # carats numeric(8, 3), money numeric(12, 2), markups numeric(8, 4). A value with more digits or places is
 # refused, never rounded; NaN and infinities are refused by Decimal itself.
-Carats = Annotated[Decimal, Field(ge=0, max_digits=8, decimal_places=3), _at_scale(3),
+Carats = Annotated[Decimal, AsText, Field(ge=0, max_digits=8, decimal_places=3), _at_scale(3),
                    _decimal_schema(5, 3, "Carats: up to 5 digits and 3 places, e.g. \"1.25\".")]
-Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2), _at_scale(2),
+Money = Annotated[Decimal, AsText, Field(ge=0, max_digits=12, decimal_places=2), _at_scale(2),
                   _decimal_schema(10, 2, "US dollars: up to 10 digits and 2 places, e.g. \"1234.50\".")]
 # Exclusive upper bounds of pricing rules: the table checks them `> 0` (a rule below 0 carats matches nothing).
-PositiveCarats = Annotated[Decimal, Field(gt=0, max_digits=8, decimal_places=3), _at_scale(3),
+PositiveCarats = Annotated[Decimal, AsText, Field(gt=0, max_digits=8, decimal_places=3), _at_scale(3),
                            _decimal_schema(5, 3, "Carats above zero: up to 5 digits and 3 places, e.g. \"1.25\".",
                                            positive=True)]
-PositiveMoney = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2), _at_scale(2),
+PositiveMoney = Annotated[Decimal, AsText, Field(gt=0, max_digits=12, decimal_places=2), _at_scale(2),
                           _decimal_schema(10, 2, "US dollars above zero: up to 10 digits and 2 places.", positive=True)]
-Markup = Annotated[Decimal, Field(gt=0, max_digits=8, decimal_places=4), _at_scale(4),
+Markup = Annotated[Decimal, AsText, Field(gt=0, max_digits=8, decimal_places=4), _at_scale(4),
                    _decimal_schema(4, 4, "A positive ratio: up to 4 digits and 4 places, e.g. \"1.25\".",
                                    positive=True)]
 

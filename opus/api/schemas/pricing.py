@@ -8,16 +8,23 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from opus.api.schemas.common import MAX_INT, Carats, FilterToken, Markup, Money, PositiveCarats, PositiveMoney
+from opus.api.schemas.common import (
+    MAX_INT,
+    Carats,
+    FilterToken,
+    Markup,
+    Money,
+    PositiveCarats,
+    PositiveMoney,
+    RequestBody,
+)
 
 Name = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
-class PricingRuleIn(BaseModel):
+class PricingRuleIn(RequestBody):
     """A rule. Unset criteria match anything; ranges are `min <= value < max`. Rules are tried by ascending
     priority and the first match prices the stone: `price = round_half_up(feed_price * markup_ratio, cents)`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(default="", description="For people.")
     priority: int = Field(ge=0, le=MAX_INT, description="Lower is tried first; unique across rules.")

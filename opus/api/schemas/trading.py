@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from opus.api.schemas.common import Text
+from opus.api.schemas.common import AsText, RequestBody, Text
 from opus.domain.models import Availability
 
 Reference = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
@@ -30,10 +30,8 @@ class HoldOut(BaseModel):
     released_at: datetime | None = Field(description="When it was released.")
 
 
-class PurchaseIn(BaseModel):
+class PurchaseIn(RequestBody):
     """Optional details passed to the feed's order."""
-
-    model_config = ConfigDict(extra="forbid")
 
     reference: Reference | None = Field(
         default=None, description="Your order number, passed to the feed (default: the Idempotency-Key)."
@@ -57,20 +55,16 @@ class PurchaseOut(BaseModel):
 Detail = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
-class ResolveOrdered(BaseModel):
+class ResolveOrdered(RequestBody):
     """The order is in Nivoda: settle the purchase as placed, with the order's id."""
-
-    model_config = ConfigDict(extra="forbid")
 
     outcome: Literal["ordered"] = Field(description="The order reached the feed.")
     order_id: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+$")] = Field(
         description="The order's id in Nivoda.")
 
 
-class ResolveFailed(BaseModel):
+class ResolveFailed(RequestBody):
     """No such order is in Nivoda: settle the purchase as failed, freeing the stone."""
-
-    model_config = ConfigDict(extra="forbid")
 
     outcome: Literal["failed"] = Field(description="The order never reached the feed.")
     reason: Detail = Field(description="What was checked, for the record and the key's answer.")
@@ -107,12 +101,10 @@ class PurchaseRecord(BaseModel):
         return str(value) if isinstance(value, Decimal) else value
 
 
-class AvailabilityIn(BaseModel):
+class AvailabilityIn(RequestBody):
     """A manual availability change, recorded with its reason and the credential that made it."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    availability: Availability = Field(description="The new availability.")
+    availability: Annotated[Availability, AsText] = Field(description="The new availability.")
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")] = (
         Field(description="Why, for the history (and for the holds an override ends).")
     )

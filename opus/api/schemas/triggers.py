@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
+
+from opus.api.schemas.common import AsText, RequestBody
 
 
-class RunRequest(BaseModel):
+class RunRequest(RequestBody):
     """Start a run of this type."""
-
-    model_config = ConfigDict(extra="forbid")
 
     type: Literal["full", "incremental"] = Field(description="A full run re-reads everything; incremental reads "
                                                  "what changed since the watermark.")
@@ -19,12 +19,10 @@ class RunRequest(BaseModel):
         default=None, description="The feed to run (see FEEDS_FILE); default: the first enabled feed.")
 
 
-class RunRef(BaseModel):
+class RunRef(RequestBody):
     """Names the run to act on."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    run_id: UUID = Field(description="The run.")
+    run_id: Annotated[UUID, AsText] = Field(description="The run.")
 
 
 class ConsolidateRequest(RunRef):
