@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator
 
 from opus.api.schemas.common import AsText, RequestBody, Text
 from opus.domain.models import Availability
@@ -70,7 +70,13 @@ class ResolveFailed(RequestBody):
     reason: Detail = Field(description="What was checked, for the record and the key's answer.")
 
 
-PurchaseResolution = Annotated[ResolveOrdered | ResolveFailed, Field(discriminator="outcome")]
+def _outcome(value: Any) -> Any:
+    return value.get("outcome") if isinstance(value, dict) else getattr(value, "outcome", None)
+
+
+# Told apart by `outcome`, read by a function: a field discriminator would clash with RequestBody's validator.
+PurchaseResolution = Annotated[
+    Annotated[ResolveOrdered, Tag("ordered")] | Annotated[ResolveFailed, Tag("failed")], Discriminator(_outcome)]
 
 
 class PurchaseRecord(BaseModel):
