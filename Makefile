@@ -57,9 +57,12 @@ lint: install
 deploy-check: install $(TOOLS_INSTALLED)
 	BC_SKIP_MAPPING=TRUE OPUS_CHECKOV=$(TOOLS_VENV)/bin/checkov $(BIN)/pytest tests/deploy -q -p no:cacheprovider
 
-# tests/deploy already ran in deploy-check.
-test: lint deploy-check chromium
-	$(BIN)/pytest -p no:cacheprovider --ignore=tests/deploy --durations=25
+# The whole suite, tests/deploy (what deploy-check runs) included, in TEST_WORKERS processes (pytest-xdist): each
+# has a database of its own, and most tests wait on processes, sockets and timers more than they compute.
+TEST_WORKERS ?= 3
+test: lint $(TOOLS_INSTALLED) chromium
+	BC_SKIP_MAPPING=TRUE OPUS_CHECKOV=$(TOOLS_VENV)/bin/checkov $(BIN)/pytest -p no:cacheprovider \
+		-n $(TEST_WORKERS) --durations=25
 
 # Every benchmark of bench/ at full scale (about 10 minutes); writes bench/RESULTS.md. Not part of `test`, which
 # runs each one at a tiny scale instead (tests/integration/test_bench_smoke.py).
