@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +81,39 @@ def test_the_schedule_thread_fires_at_the_cron_time(db: Database, database_url: 
         finally:
             schedule.stop()
     assert [(r["trigger"], r["run_type"]) for r in runs] == [("schedule", "full")]
+
+
+FEEDS = """
+[feeds.natural]
+query = { labgrown = false }
+
+[feeds.lab]
+query = { labgrown = true }
+
+[feeds.retired]
+enabled = false
+query = { shapes = ["PEAR"] }
+"""
+
+
+def test_the_schedule_plans_every_enabled_feed_and_skips_only_the_one_still_active(
+    db: Database, database_url: str, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    feeds_file = tmp_path / "feeds.toml"
+    feeds_file.write_text(FEEDS, encoding="utf-8")
+    with runtime(db, database_url, sandbox, SteppedClock(datetime.now(UTC)), feeds_file=feeds_file) as rt:
+        schedule = NightlySchedule(rt.deps, rt.coordinator, "0 2 * * *")
+        first = schedule.fire()
+        assert sorted(feed_of(db, r) for r in first) == ["lab", "natural"], "every enabled feed, nothing else"
+        assert schedule.fire() == [], "both feeds' runs are active"
+        natural = next(r for r in first if feed_of(db, r) == "natural")
+        rt.control.cancel_run(natural, by="test")
+        [again] = schedule.fire()  # the lab-grown run is still active: only the natural feed is planned
+        assert feed_of(db, again) == "natural"
+
+
+def feed_of(db: Database, run_id: str) -> str:
+    with db.connection() as conn:
+        row = conn.execute("SELECT feed FROM run_metadata WHERE run_id = %s", (run_id,)).fetchone()
+    assert row is not None
+    return str(row["feed"])
