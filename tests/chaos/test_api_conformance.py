@@ -7,7 +7,6 @@ and OPTIONS answers compared with the methods the document gives each path."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any
 
@@ -60,14 +59,16 @@ def accepts_valid_data(ctx: Any, response: Any, case: schemathesis.Case[Any]) ->
         return None
     return positive_data_acceptance(ctx, response, case)  # type: ignore[no-any-return]
 
-TIME_BUDGET_S = 200
-
-
 def _catalogue(db: Database, sandbox: RunningSandbox) -> None:
-    """Stones to find, hold and buy, one of them sold."""
-    ids = [diamond_id for diamond_id, _ in stones_from_sandbox(db, sandbox, 6)]
+    """Stones the sandbox knows (low ids, so that generated ids hit them: holds and purchases reach the feed) and
+    a few odd ones whose answers' schemas are checked too: a fancy colour without clarity, a sold stone, a dear
+    one."""
+    ids = [diamond_id for diamond_id, _ in stones_from_sandbox(db, sandbox, 8)]
     with db.transaction() as conn:
-        conn.execute("UPDATE diamonds SET availability = 'SOLD' WHERE id = %s", (ids[4],))
+        conn.execute("UPDATE diamonds SET color = 'FANCY', clarity = NULL, lab_grown = true WHERE id = %s", (ids[5],))
+        conn.execute("UPDATE diamonds SET availability = 'SOLD' WHERE id = %s", (ids[6],))
+        conn.execute("UPDATE diamonds SET feed_price = 99999.99, price = 119999.99, shape = 'OVAL' WHERE id = %s",
+                     (ids[7],))
 
 
 def _lenient(settings: Settings) -> Settings:
@@ -80,7 +81,6 @@ def test_every_check_passes_for_valid_and_invalid_requests(
     db: Database, settings: Settings, keys: dict[str, str], sandbox: RunningSandbox, nivoda: NivodaClient
 ) -> None:
     _catalogue(db, sandbox)
-    started = time.monotonic()
     failures: list[str] = []
     statuses: Counter[int] = Counter()
     unbreakable = 0
@@ -109,12 +109,10 @@ def test_every_check_passes_for_valid_and_invalid_requests(
                     unbreakable += 1
                 except Exception as exc:  # collect every operation's failure, not just the first
                     failures.append(f"{mode.value} {operation.label}: {str(exc)[:1500]}")
-    elapsed = time.monotonic() - started
     assert not failures, "\n\n".join(failures)
     assert statuses[500] == 0
     assert unbreakable < len(operations) / 2
     assert all(statuses[code] for code in (200, 201, 422)), f"the run reached real work: {statuses}"
-    assert elapsed < TIME_BUDGET_S * 1.5, f"took {elapsed:.0f} s"
 
 
 def test_the_coverage_phase_finds_nothing(
