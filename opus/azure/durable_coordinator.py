@@ -134,7 +134,10 @@ class DurableRunCoordinator:
     def start(self, plan: RunPlan) -> None:
         """Start the run's orchestration; a plan holding only the resumed partitions restarts a retried run.
 
-        Starting an instance id that exists replaces that instance, so a retry reuses the run id.
+        Starting an instance id that exists replaces that instance, so a retry reuses the run id. That includes a
+        running one (host.json sets `overridableExistingInstanceStates` to AnyState; the extension's default
+        refuses it): a failed run's orchestration still waits, until its deadline, for the partitions whose
+        messages the failure dropped.
         """
         spec = OrchestrationInput.for_plan(plan, self._clock.now() + self._deadline)
         client = self._bridge.client

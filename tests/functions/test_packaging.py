@@ -64,6 +64,9 @@ def test_host_json_configures_the_runtime() -> None:
     # A page may take 45 s at Nivoda plus its upsert; the lock must outlive the slowest the timeout allows.
     assert _seconds(service_bus["maxAutoLockRenewalDuration"]) >= _seconds(host["functionTimeout"]) >= 120
     assert host["extensions"]["durableTask"]["hubName"] == "%OPUS_TASK_HUB%"
+    # A retried run reuses its run id while its first orchestration may still wait (for the partitions whose
+    # messages the failure dropped, until its deadline): the extension's default refuses a running instance.
+    assert host["extensions"]["durableTask"]["overridableExistingInstanceStates"] == "AnyState"
     assert host["extensions"]["http"]["routePrefix"] == ""
     sampling = host["logging"]["applicationInsights"]["samplingSettings"]
     assert sampling["isEnabled"] is True
