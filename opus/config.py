@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     page_attempts: int = Field(
         default=6, ge=1, le=100,
         description="Tries of one page (each with the client's own retries) before its partition fails. Counted "
-        "in partition_progress, whatever the transport's delivery count says.",
+        "in partition_progress, whatever the transport's delivery count says. A planning count is tried as often.",
     )
     run_deadline_minutes: int = Field(default=360, ge=1)
     planning_timeout_s: int = Field(

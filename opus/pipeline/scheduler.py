@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from psycopg.types.json import Jsonb
 from opus.db.queries import Queries
 from opus.domain.heatmap import build_partitions
 from opus.domain.models import FeedConfig, FeedQuery, Partition, RunPlan, RunType, WorkItem
-from opus.errors import ConflictError, OpusError
+from opus.errors import ConflictError, FeedTransientError, OpusError
 from opus.feeds.catalog import default_feed, enabled_feeds
 from opus.pipeline.density import scan_density, target_bucket_for
 from opus.pipeline.deps import PipelineDeps
@@ -39,6 +40,8 @@ from opus.pipeline.runs import (
 from opus.ports import WORK_QUEUE, OutgoingMessage, RunCoordinator
 
 logger = logging.getLogger(__name__)
+# Between tries of a failed density count: the client has already backed off across its own retries.
+COUNT_RETRY_S = 1.0
 RUNS = Queries("runs")
 FEEDS = Queries("feeds")
 
@@ -218,8 +221,21 @@ def _partition(
     settings = deps.settings
 
     def count(ppc_from: int | None, ppc_to: int | None) -> int:
-        heartbeat.check()
-        return deps.feed.count(FeedQuery(ppc_from, ppc_to, plan.updated_from, plan.updated_to, filters=filters))
+        query = FeedQuery(ppc_from, ppc_to, plan.updated_from, plan.updated_to, filters=filters)
+        # A count is tried as often as a page (PAGE_ATTEMPTS times the client's own retries): one count that
+        # fails for good fails the whole run's planning, where a page fails only its partition's try.
+        attempt = 0
+        while True:
+            attempt += 1
+            heartbeat.check()
+            try:
+                return deps.feed.count(query)
+            except FeedTransientError as exc:
+                if attempt >= settings.page_attempts:
+                    raise
+                logger.warning("density count failed; trying again",
+                               extra={"run_id": plan.run_id, "attempt": attempt, "error": str(exc)})
+                time.sleep(exc.retry_after if exc.retry_after is not None else COUNT_RETRY_S)
 
     # One count of the whole window sizes the buckets: a quarter of a worker's share (see density.py).
     total = count(None, None)

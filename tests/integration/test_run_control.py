@@ -217,3 +217,17 @@ def test_a_crashed_worker_is_recovered_with_nothing_lost_or_duplicated(
     assert result["status"] == "completed", result
     ids = stored_ids(db)
     assert len(ids) == len(set(ids)) == SIZE
+
+
+def test_a_density_count_that_fails_is_tried_again_and_the_run_plans(
+    db: Database, database_url: str, sandbox: RunningSandbox
+) -> None:
+    """One count failing past the client's retries used to fail the whole run's planning: at 10 % faults the scan's
+    hundreds of counts made that likely. A count is tried as often as a page."""
+    with make_runtime(db, database_url, sandbox, nivoda_read_attempts=1, page_attempts=3) as rt:
+        sandbox.inventory.faults.configure(fail_next=[503, 503])  # the first count fails twice, then answers
+        plan = schedule_run(rt.deps, rt.coordinator, RunType.FULL)
+        sandbox.inventory.faults.configure()
+        assert plan.partitions, "planned"
+        assert follow_run(rt, plan.run_id, workers=2, poll_s=0.1)["status"] == "completed"
+    assert len(stored_ids(db)) == SIZE
