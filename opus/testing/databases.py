@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
 from opus.db.migrate import migrate
+from opus.db.pool import Database
 
 
 def with_dbname(url: str, name: str) -> str:
@@ -32,3 +34,11 @@ def scratch_database(server: str, prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def fetch_one(db: Database, query: str, *params: Any) -> dict[str, Any]:
+    """The one row a test's query must return."""
+    with db.connection() as conn:
+        row = conn.execute(query, params).fetchone()
+    assert row is not None, query
+    return row

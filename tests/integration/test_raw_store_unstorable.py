@@ -18,6 +18,7 @@ from opus.local.run_once import run_once
 from opus.local.runtime import LocalRuntime
 from opus.pipeline.raw_store import RawPage, payload_hash, store_page
 from opus.sandbox.runner import run_sandbox
+from opus.testing.databases import fetch_one
 
 
 def _run(db: Database) -> str:
@@ -71,12 +72,6 @@ def test_unstorable_records_are_logged_and_the_rest_of_the_page_is_stored(db: Da
     assert run == {"errors": 4}
 
 
-def _one(db: Database, query: str, *params: Any) -> dict[str, Any]:
-    with db.connection() as conn:
-        row = conn.execute(query, params).fetchone()
-    assert row is not None
-    return row
-
 
 def test_a_live_stone_whose_record_stays_unstorable_is_kept_marked_and_counted_once(
     db: Database, database_url: str
@@ -92,12 +87,12 @@ def test_a_live_stone_whose_record_stays_unstorable_is_kept_marked_and_counted_o
             sb.inventory.faults.configure(malformed_stones={"nul_in_text": [stone]})  # on every fetch
             result = run_once(rt, RunType.FULL, workers=2, poll_s=0.05)
             assert result["status"] == "completed", result
-            run = _one(db, "SELECT errors, candidates_checked, deleted, unconfirmed FROM run_metadata"
+            run = fetch_one(db, "SELECT errors, candidates_checked, deleted, unconfirmed FROM run_metadata"
                            " WHERE run_id = %s", result["run_id"])
             assert run == {"errors": 1, "candidates_checked": len(removed), "deleted": len(removed),
                            "unconfirmed": 0}, "only the delisted stones were looked up"
-            assert _one(db, "SELECT count(*) AS n FROM error_logs WHERE supplier_stone_id = %s", stone) == {"n": 1}
-            kept = _one(db, "SELECT status, record_error FROM diamonds WHERE supplier_stone_id = %s", stone)
+            assert fetch_one(db, "SELECT count(*) AS n FROM error_logs WHERE supplier_stone_id = %s", stone) == {"n": 1}
+            kept = fetch_one(db, "SELECT status, record_error FROM diamonds WHERE supplier_stone_id = %s", stone)
             assert kept["status"] == "active"
             assert "cannot store" in kept["record_error"]
             app = create_app(db=db, settings=rt.settings, feed=None, control=None)
@@ -117,6 +112,7 @@ def test_a_live_stone_whose_record_stays_unstorable_is_kept_marked_and_counted_o
             sb.inventory.faults.configure(malformed_stones={"nul_in_text": [stone]})
             last = run_once(rt, RunType.FULL, workers=2, poll_s=0.05)
             assert last["status"] == "completed", last
-            assert _one(db, "SELECT errors, candidates_checked, unconfirmed FROM run_metadata WHERE run_id = %s",
+            assert fetch_one(db, "SELECT errors, candidates_checked, unconfirmed FROM run_metadata WHERE run_id = %s",
                         last["run_id"]) == {"errors": 1, "candidates_checked": 1, "unconfirmed": 1}
-            assert _one(db, "SELECT status FROM diamonds WHERE supplier_stone_id = %s", stone) == {"status": "active"}
+            kept = fetch_one(db, "SELECT status FROM diamonds WHERE supplier_stone_id = %s", stone)
+            assert kept == {"status": "active"}

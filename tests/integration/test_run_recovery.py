@@ -22,6 +22,7 @@ from opus.local.run_once import run_once
 from opus.local.runtime import LocalRuntime
 from opus.ports import WORK_QUEUE
 from opus.sandbox.runner import RunningSandbox, run_sandbox
+from opus.testing.databases import fetch_one
 
 pytestmark = pytest.mark.e2e
 
@@ -40,12 +41,6 @@ def runtime(db: Database, database_url: str, sandbox: RunningSandbox) -> Iterato
         yield rt
 
 
-def one(db: Database, query: str, *params: Any) -> dict[str, Any]:
-    with db.connection() as conn:
-        row = conn.execute(query, params).fetchone()
-    assert row is not None
-    return row
-
 
 def test_the_run_summary_counts_records_without_a_stone_id(
     runtime: LocalRuntime, db: Database, sandbox: RunningSandbox
@@ -56,7 +51,7 @@ def test_the_run_summary_counts_records_without_a_stone_id(
     finally:
         sandbox.inventory.faults.configure()
     assert result["status"] == "completed", result
-    logged = one(db, "SELECT count(*) FILTER (WHERE source = 'worker') AS unkeyed,"
+    logged = fetch_one(db, "SELECT count(*) FILTER (WHERE source = 'worker') AS unkeyed,"
                      " count(*) FILTER (WHERE source = 'mapping') AS unmappable FROM error_logs WHERE run_id = %s",
                  result["run_id"])
     assert logged["unkeyed"] > 0, "records without a stone id were served"
@@ -79,11 +74,11 @@ def test_a_stone_that_later_arrives_malformed_keeps_its_data_and_is_marked(
     assert marked, "the stones whose latest record was broken are marked"
     assert all(r["status"] == "active" and r["feed_price"] == before[r["supplier_stone_id"]] for r in marked)
     assert all("price" in r["record_error"] for r in marked)
-    stale = one(db, Queries("api_analytics").stale_records)
+    stale = fetch_one(db, Queries("api_analytics").stale_records)
     assert stale["n"] == len(marked), "analytics shows them"
     # The next good record clears the mark.
     assert run_once(runtime, RunType.FULL, workers=4, poll_s=0.1)["status"] == "completed"
-    assert one(db, Queries("api_analytics").stale_records)["n"] == 0
+    assert fetch_one(db, Queries("api_analytics").stale_records)["n"] == 0
 
 
 def _diamonds(db: Database) -> list[dict[str, Any]]:
@@ -99,7 +94,7 @@ def test_every_runtime_prunes_finished_messages(runtime: LocalRuntime, db: Datab
             (WORK_QUEUE,))
     result = run_once(runtime, RunType.FULL, workers=4, poll_s=0.1)  # `opus run`, not `opus serve`
     assert result["status"] == "completed"
-    left = one(db, "SELECT count(*) AS n FROM queue_messages WHERE message_id LIKE 'old-%%'")
+    left = fetch_one(db, "SELECT count(*) AS n FROM queue_messages WHERE message_id LIKE 'old-%%'")
     assert left == {"n": 0}
 
 
@@ -129,12 +124,12 @@ def test_an_operator_cancels_an_active_run_through_the_api(runtime: LocalRuntime
         trade = {"X-API-Key": create_key(db, "t", "trade")}
         admin = {"X-API-Key": create_key(db, "a", "admin")}
         assert client.post("/api/v2/triggers/cancel-run", json={"run_id": run_id}, headers=trade).status_code == 403
-        assert one(db, "SELECT status FROM run_metadata WHERE run_id = %s", run_id)["status"] == "planning"
+        assert fetch_one(db, "SELECT status FROM run_metadata WHERE run_id = %s", run_id)["status"] == "planning"
         answer = client.post("/api/v2/triggers/cancel-run", json={"run_id": run_id}, headers=admin)
         assert answer.status_code == 200, answer.text
         again = client.post("/api/v2/triggers/cancel-run", json={"run_id": run_id}, headers=admin)
         assert again.status_code == 409
-    run = one(db, "SELECT status, failure_reason FROM run_metadata WHERE run_id = %s", run_id)
+    run = fetch_one(db, "SELECT status, failure_reason FROM run_metadata WHERE run_id = %s", run_id)
     assert run["status"] == "failed"
     assert run["failure_reason"].startswith("cancelled by key:")
     # The feed is free again.
